@@ -1,0 +1,105 @@
+"""Checkpoints: a plain dict, written atomically, read back whatever its origin.
+
+A reid-export checkpoint is
+    {"format": "reid-export/1", "model": state_dict, "config": ModelConfig dict, "epoch": int,
+     "optimizer": ..., "lr_scheduler": ..., "metrics": {...}, "recipe": {...}}
+
+`load_model` also accepts the seed notebook's backbone file (`nn.Sequential` state dict,
+keys `0.weight` ...), a torchvision ResNet state dict, and either with a `module.` prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .contract import Preprocess
+from .errors import CheckpointError
+from .model import ModelConfig, ReidNet, _torch_load, infer_arch, load_backbone_weights, normalise_backbone_keys
+
+__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "load_model", "SEED_PREPROCESS"]
+
+FORMAT = "reid-export/1"
+# The seed notebook trained at 128x64 with ImageNet mean/std; its backbone outputs the pooled feature.
+SEED_PREPROCESS = Preprocess(height=128, width=64, l2_normalized=True)
+
+
+def save_checkpoint(path: str | Path, model: ReidNet, *, epoch: int, optimizer=None, lr_scheduler=None,
+                    metrics: dict | None = None, recipe: dict | None = None, extra: dict | None = None) -> Path:
+    """Write the checkpoint atomically: a temporary file in the same folder, fsync, then rename.
+    A crash at any point leaves either the previous checkpoint or the new one, never half of one."""
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    state = {
+        "format": FORMAT,
+        "model": model.state_dict(),
+        "config": model.config.to_dict(),
+        "epoch": epoch,
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "lr_scheduler": lr_scheduler.state_dict() if lr_scheduler is not None else None,
+        "metrics": dict(metrics or {}),
+        "recipe": dict(recipe or {}),
+        **(extra or {}),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a reid-export checkpoint dict (for resuming). Other formats are refused with the reason."""
+    path = _existing(path)
+    ckpt = _torch_load(path)
+    if not (isinstance(ckpt, dict) and ckpt.get("format") == FORMAT):
+        raise CheckpointError(
+            f"{path}: not a reid-export training checkpoint (no format={FORMAT!r} entry); "
+            "--resume needs a checkpoint written by `reid-export train`"
+        )
+    return ckpt
+
+
+def load_model(path: str | Path, *, arch: str | None = None, preprocess: Preprocess | None = None,
+               device: str | torch.device = "cpu") -> ReidNet:
+    """Load any accepted weights file as an eval-mode ReidNet on `device`.
+
+    For a reid-export checkpoint the config comes from the file. For a bare backbone (seed notebook or
+    torchvision) the arch is inferred from the tensors, and the input contract is `preprocess`
+    or, by default, the seed notebook's 128x64 ImageNet normalisation."""
+    path = _existing(path)
+    obj = _torch_load(path)
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        config = ModelConfig.from_dict(obj["config"])
+        if preprocess is not None:
+            config.preprocess = preprocess
+        model = ReidNet(config)
+        try:
+            model.load_state_dict(obj["model"], strict=True)
+        except RuntimeError as e:
+            raise CheckpointError(f"{path}: weights do not match its own config ({e})") from e
+    else:
+        state = normalise_backbone_keys(obj, source=str(path))
+        found = infer_arch(state, source=str(path))
+        if arch is not None and arch != found:
+            raise CheckpointError(f"{path}: --arch {arch} was given but the file holds a {found} backbone")
+        model = ReidNet(ModelConfig(arch=found, preprocess=preprocess or SEED_PREPROCESS))
+        load_backbone_weights(model, state, source=str(path))
+    return model.to(device).eval()
+
+
+def _existing(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file; pass a checkpoint from `reid-export train` or a backbone .pth")
+    return path

@@ -1,0 +1,225 @@
+"""ReidNet: a torchvision ResNet backbone, an optional BNNeck, an ID classifier head.
+
+Reading order: the config, the network, its builder, then weight-loading helpers.
+
+    features = model.forward_features(x)   # (N, C) globally pooled backbone output
+    emb = model.embed(x)                   # the embedding that is exported and ranked
+    out = model(x)                         # training: dict with features, embedding, logits
+
+The backbone is held as `nn.Sequential(conv1, bn1, relu, maxpool, layer1..layer4)`, the same
+indices as the seed notebook's `nn.Sequential(*list(resnet.children())[:-1])`, so its
+`resnet50_market1501_backbone.pth` (keys `0.weight`, `1.running_mean`, `4.0.conv1.weight`, ...)
+loads into `model.backbone` as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+from torch import nn
+
+from .contract import Preprocess
+from .errors import CheckpointError
+
+__all__ = ["ARCHS", "ModelConfig", "ReidNet", "build_model", "load_backbone_weights", "infer_arch"]
+
+# arch -> (blocks per stage, bottleneck?, embedding dim)
+ARCHS: dict[str, tuple[tuple[int, int, int, int], bool, int]] = {
+    "resnet18": ((2, 2, 2, 2), False, 512),
+    "resnet34": ((3, 4, 6, 3), False, 512),
+    "resnet50": ((3, 4, 6, 3), True, 2048),
+    "resnet101": ((3, 4, 23, 3), True, 2048),
+}
+_TV_NAMES = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "resnet50"  # one of ARCHS
+    num_classes: int = 0  # training identities; 0 = no ID head (export / eval only)
+    neck: str = "none"  # "none": embedding = pooled feature; "bnneck": BN after pooling (Luo et al.)
+    last_stride: int = 2  # 1 doubles the final feature map (BoT trick)
+    zero_init_residual: bool = False  # zero the last BN of every residual block at init
+    preprocess: Preprocess = field(default_factory=Preprocess)  # the input contract
+
+    def __post_init__(self) -> None:
+        if isinstance(self.preprocess, dict):
+            self.preprocess = Preprocess.from_dict(self.preprocess, source="model config")
+        if self.arch not in ARCHS:
+            raise CheckpointError(f"unknown arch {self.arch!r}; choose one of {', '.join(ARCHS)}")
+        if self.neck not in ("none", "bnneck"):
+            raise CheckpointError(f"unknown neck {self.neck!r}; choose 'none' or 'bnneck'")
+        if self.last_stride not in (1, 2):
+            raise CheckpointError(f"last_stride must be 1 or 2, got {self.last_stride}")
+
+    @property
+    def embedding_dim(self) -> int:
+        return ARCHS[self.arch][2]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["preprocess"] = self.preprocess.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+class ReidNet(nn.Module):
+    """ResNet backbone -> global average pool -> (BNNeck) -> embedding -> ID logits."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.backbone = _torchvision_backbone(config)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        dim = config.embedding_dim
+        if config.neck == "bnneck":
+            self.neck = nn.BatchNorm1d(dim)
+            self.neck.bias.requires_grad_(False)  # BNNeck: no shift, so the embedding stays centred
+        else:
+            self.neck = nn.Identity()
+        self.classifier = nn.Linear(dim, config.num_classes, bias=False) if config.num_classes > 0 else None
+        if self.classifier is not None:
+            nn.init.normal_(self.classifier.weight, std=0.001)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Globally pooled backbone output, (N, C)."""
+        return self.pool(self.backbone(x)).flatten(1)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The embedding used for ranking and exported to ONNX: the neck's output, (N, C)."""
+        return self.neck(self.forward_features(x))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.forward_features(x)
+        embedding = self.neck(features)
+        out = {"features": features, "embedding": embedding}
+        if self.classifier is not None:
+            out["logits"] = self.classifier(embedding)
+        return out
+
+
+def build_model(config: ModelConfig, *, init: str = "random") -> ReidNet:
+    """Build a ReidNet. `init`: "random", "imagenet" (torchvision weights, needs network) or a path
+    to a torchvision ResNet state dict (or a seed-style backbone state dict)."""
+    model = ReidNet(config)
+    if init == "random":
+        return model
+    if init == "imagenet":
+        state = _imagenet_state_dict(config.arch)
+        load_backbone_weights(model, state, source=f"torchvision {config.arch} ImageNet weights")
+        return model
+    from pathlib import Path
+
+    path = Path(init)
+    if not path.is_file():
+        raise CheckpointError(
+            f"--init {init!r} is neither 'random', 'imagenet' nor an existing file; "
+            "pass a torchvision ResNet state dict (.pth) or one of the two keywords"
+        )
+    state = _torch_load(path)
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    load_backbone_weights(model, state, source=str(path))
+    return model
+
+
+def load_backbone_weights(model: ReidNet, state: dict, *, source: str) -> None:
+    """Load backbone weights given as a seed `nn.Sequential` state dict (`0.weight`, `4.0.conv1.weight`)
+    or a torchvision ResNet state dict (`conv1.weight`, `layer1.0.conv1.weight`, `fc.*` ignored).
+    A `module.` prefix (DataParallel) is stripped."""
+    state = normalise_backbone_keys(state, source=source)
+    found = infer_arch(state, source=source)
+    if found != model.config.arch:
+        raise CheckpointError(
+            f"{source}: weights are for {found} but the model is {model.config.arch}; "
+            f"pass --arch {found} (or weights for {model.config.arch})"
+        )
+    own = model.backbone.state_dict()
+    missing = sorted(set(own) - set(state))
+    if missing:
+        raise CheckpointError(f"{source}: backbone weights lack {len(missing)} tensors, e.g. {missing[:3]}")
+    for key, tensor in state.items():
+        if key in own and own[key].shape != tensor.shape:
+            raise CheckpointError(
+                f"{source}: tensor {key} has shape {tuple(tensor.shape)}, the model expects {tuple(own[key].shape)}"
+            )
+    model.backbone.load_state_dict({k: v for k, v in state.items() if k in own}, strict=True)
+
+
+def normalise_backbone_keys(state: dict, *, source: str) -> dict:
+    """Map any accepted backbone key style to the `nn.Sequential` indices used by `ReidNet.backbone`."""
+    if not isinstance(state, dict) or not state:
+        raise CheckpointError(f"{source}: expected a state dict (a dict of tensors), found {type(state).__name__}")
+    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    if any(k.startswith("backbone.") for k in state):
+        state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    if "conv1.weight" in state:  # torchvision naming
+        index = {name: str(i) for i, name in enumerate(_TV_NAMES)}
+        out = {}
+        for k, v in state.items():
+            head, _, rest = k.partition(".")
+            if head in index:
+                out[f"{index[head]}.{rest}"] = v
+        return out
+    if "0.weight" in state:
+        return {k: v for k, v in state.items() if k.split(".")[0].isdigit() and int(k.split(".")[0]) < 8}
+    raise CheckpointError(
+        f"{source}: not a ResNet backbone state dict; expected keys like '0.weight' (seed backbone) or "
+        f"'conv1.weight' (torchvision), found e.g. {list(state)[:5]}"
+    )
+
+
+def infer_arch(state: dict, *, source: str) -> str:
+    """Which ResNet a backbone state dict (Sequential indices) belongs to, from its block counts."""
+    blocks = []
+    for stage in range(4, 8):
+        ids = {int(k.split(".")[1]) for k in state if k.startswith(f"{stage}.") and k.split(".")[1].isdigit()}
+        blocks.append(len(ids))
+    bottleneck = any(k.endswith("conv3.weight") for k in state)
+    for arch, (arch_blocks, arch_bottleneck, _) in ARCHS.items():
+        if tuple(blocks) == arch_blocks and bottleneck == arch_bottleneck:
+            return arch
+    raise CheckpointError(
+        f"{source}: backbone with blocks {blocks} ({'bottleneck' if bottleneck else 'basic'}) matches no "
+        f"supported arch ({', '.join(ARCHS)})"
+    )
+
+
+def _torchvision_backbone(config: ModelConfig) -> nn.Sequential:
+    import torchvision
+
+    resnet = getattr(torchvision.models, config.arch)(weights=None, zero_init_residual=config.zero_init_residual)
+    if config.last_stride == 1:
+        block = resnet.layer4[0]
+        strided = block.conv2 if ARCHS[config.arch][1] else block.conv1
+        strided.stride = (1, 1)
+        block.downsample[0].stride = (1, 1)
+    return nn.Sequential(*(getattr(resnet, name) for name in _TV_NAMES))
+
+
+def _imagenet_state_dict(arch: str) -> dict:
+    import torchvision
+
+    weights = torchvision.models.get_model_weights(arch).DEFAULT
+    try:
+        return weights.get_state_dict(progress=True)
+    except Exception as e:  # network errors come in many types
+        raise CheckpointError(
+            f"could not download ImageNet weights for {arch} ({e}); this needs network access. "
+            "Without network, pass --init PATH to a torchvision ResNet .pth you have, or --init random"
+        ) from e
+
+
+def _torch_load(path) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(
+            f"{path}: cannot be read as a PyTorch file ({type(e).__name__}: {e}). "
+            "Is it complete (not a partial download) and a .pth/.pt written by torch.save?"
+        ) from e

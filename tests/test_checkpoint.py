@@ -1,0 +1,52 @@
+import os
+
+import pytest
+import torch
+
+from reid_export.checkpoint import FORMAT, load_checkpoint, load_model, save_checkpoint
+from reid_export.errors import CheckpointError
+
+from conftest import make_tiny_model
+
+
+def test_checkpoint_round_trip_keeps_config_and_weights(tmp_path):
+    model = make_tiny_model()
+    opt = torch.optim.Adam(model.parameters())
+    path = save_checkpoint(tmp_path / "m.pt", model, epoch=3, optimizer=opt, metrics={"rank1": 50.0})
+    ckpt = load_checkpoint(path)
+    assert ckpt["format"] == FORMAT and ckpt["epoch"] == 3 and ckpt["metrics"]["rank1"] == 50.0
+    loaded = load_model(path)
+    assert loaded.config == model.config
+    x = torch.randn(2, 3, 64, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.embed(x), model.embed(x))
+
+
+def test_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    path = save_checkpoint(tmp_path / "m.pt", make_tiny_model(), epoch=1)
+    before = path.read_bytes()
+
+    def crash(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError):
+        save_checkpoint(path, make_tiny_model(seed=1), epoch=2)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temporary file left behind
+
+
+def test_resume_refuses_a_bare_backbone(tmp_path):
+    path = tmp_path / "backbone.pth"
+    torch.save(make_tiny_model().backbone.state_dict(), path)
+    with pytest.raises(CheckpointError, match="not a reid-export training checkpoint"):
+        load_checkpoint(path)
+
+
+def test_checkpoint_whose_weights_do_not_match_its_config_is_refused(tmp_path):
+    path = save_checkpoint(tmp_path / "m.pt", make_tiny_model(), epoch=1)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["config"]["arch"] = "resnet34"
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match="do not match its own config"):
+        load_model(path)
