@@ -1,0 +1,1 @@
+"""Exporters: PyTorch -> ONNX (and, in later modules, quantised ONNX and TensorRT engines)."""

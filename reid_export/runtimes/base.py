@@ -1,0 +1,82 @@
+"""The one interface every runtime implements.
+
+    with make_runtime("onnxruntime", "engines/model.onnx") as rt:
+        out = rt.infer(batch)        # {"embedding": (N, D) float32}
+
+`batch` is a float32 NCHW array already preprocessed with `rt.contract`, which the runtime read from
+its artefact. Subclasses override the small `_activate_impl` / `_infer_impl` / `_deactivate_impl`;
+the public methods validate inputs and state so every backend behaves the same.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from ..contract import Preprocess
+from ..errors import ReidExportError
+
+__all__ = ["Runtime"]
+
+
+class Runtime(ABC):
+    name: str = "runtime"  # registry name, e.g. "onnxruntime"
+
+    def __init__(self, artefact, *, device: str = "cpu"):
+        self.artefact = artefact
+        self.device = device
+        self.is_active = False
+        self.contract: Preprocess | None = None  # set by activate()
+        self.provider: str = "?"  # what actually runs the model (execution provider / device), set by activate()
+        self.precision: str = "fp32"  # numeric precision of the artefact, set by activate()
+
+    # -- public API ----------------------------------------------------------------------
+    def activate(self) -> "Runtime":
+        if not self.is_active:
+            self._activate_impl()
+            if self.contract is None:
+                raise ReidExportError(f"{self.name}: {self.artefact} gave no preprocessing contract")
+            self.is_active = True
+        return self
+
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Run one preprocessed batch (N, 3, H, W) float32; returns float32 arrays keyed by output name."""
+        if not self.is_active:
+            raise ReidExportError(f"{self.name}: call activate() (or use `with runtime:`) before infer()")
+        batch = np.asarray(batch)
+        expected = self.contract.input_shape
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != expected or batch.shape[0] == 0:
+            raise ReidExportError(
+                f"{self.name}: input batch has shape {batch.shape}, the model expects (N>0, {', '.join(map(str, expected))}) "
+                "as given by its preprocessing contract; preprocess images with runtime.contract"
+            )
+        if batch.dtype != np.float32:
+            batch = batch.astype(np.float32)
+        return self._infer_impl(np.ascontiguousarray(batch))
+
+    def deactivate(self) -> None:
+        if self.is_active:
+            self._deactivate_impl()
+            self.is_active = False
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.provider}, {self.precision})"
+
+    def __enter__(self) -> "Runtime":
+        return self.activate()
+
+    def __exit__(self, *exc) -> None:
+        self.deactivate()
+
+    # -- what a backend provides -----------------------------------------------------------
+    @abstractmethod
+    def _activate_impl(self) -> None:
+        """Load the artefact; set self.contract, self.provider and self.precision."""
+
+    @abstractmethod
+    def _infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Run a validated, contiguous float32 batch."""
+
+    def _deactivate_impl(self) -> None:
+        """Release the session/model; the default drops nothing."""

@@ -1,0 +1,52 @@
+"""PyTorch eager runtime, on CPU or CUDA, from a checkpoint, a backbone .pth or a ReidNet in memory."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import RuntimeUnavailable
+from .base import Runtime
+
+__all__ = ["TorchRuntime"]
+
+
+class TorchRuntime(Runtime):
+    name = "torch"
+
+    def __init__(self, artefact, *, device: str = "cpu", channels_last: bool = False):
+        super().__init__(artefact, device=device)
+        self.channels_last = channels_last
+        self._model = None
+
+    def _activate_impl(self) -> None:
+        import torch
+
+        from ..checkpoint import load_model
+        from ..model import ReidNet
+
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeUnavailable("torch: no CUDA device (torch.cuda.is_available() is False); use device cpu")
+        if isinstance(self.artefact, ReidNet):
+            model = self.artefact.to(self.device).eval()
+        else:
+            model = load_model(self.artefact, device=self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self._model = model
+        self.contract = model.config.preprocess
+        self.provider = str(torch.device(self.device))
+
+    def _infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        import torch
+
+        x = torch.from_numpy(batch).to(self.device, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            emb = self._model.embed(x)
+            if self.contract.l2_normalized:
+                emb = torch.nn.functional.normalize(emb, dim=1)
+        return {"embedding": emb.float().cpu().numpy()}
+
+    def _deactivate_impl(self) -> None:
+        self._model = None
