@@ -7,7 +7,7 @@ from reid_export.errors import ExportError
 from reid_export.export.onnx import check_parity, export_onnx, read_contract, read_metadata
 from reid_export.runtimes import make_runtime
 
-from conftest import TINY, make_tiny_model
+from tiny_models import TINY, make_tiny_model
 
 
 def test_export_passes_the_checker_with_dynamic_batch_and_opset(tiny_onnx):
