@@ -1,0 +1,163 @@
+"""The benchmark harness: every runtime on the same pixels, speed next to accuracy.
+
+For each model spec (runtime + artefact) one row:
+  status          ok | failed: reason | skipped: reason
+  throughput      per batch size: images_per_sec, p50_ms, p99_ms (model only, pre-decoded tensors, warmed up)
+  accuracy        rank1/5/10, mAP, mINP from this runtime's own query and gallery embeddings
+  agreement       cosine_min / cosine_mean / max_abs_diff of its embeddings against the reference row
+  deltas          delta_rank1 / delta_mAP / delta_mINP (points) against the reference row, the first
+                  PyTorch FP32 row if there is one
+
+A failing runtime becomes a row with its reason; it never stops the sweep.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .compare import embedding_agreement
+from .errors import RuntimeUnavailable
+from .features import decode_images, extract_embeddings
+from .metrics import evaluate_ranking
+from .ranking import pairwise_distance
+from .runtimes import make_runtime
+
+__all__ = ["BenchSettings", "ModelSpec", "run_bench", "check_gates"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    runtime: str  # registry name, e.g. "onnxruntime"
+    path: Path  # the artefact it runs
+
+    @property
+    def label(self) -> str:
+        return f"{self.runtime}:{self.path.name}"
+
+
+@dataclass
+class BenchSettings:
+    batch_sizes: tuple[int, ...] = (1, 32)  # model-only throughput is measured at each
+    warmup_batches: int = 3  # untimed calls before measuring each batch size
+    min_batches: int = 5  # measured calls per batch size, at least ...
+    min_seconds: float = 2.0  # ... and for at least this long
+    max_batches: int = 200  # but never more than this many
+    eval_batch_size: int = 64  # batch size when extracting query/gallery embeddings
+    progress: bool = True  # show progress bars
+    extra: dict = field(default_factory=dict)  # free-form notes copied into the report
+
+
+def run_bench(data_root: str | Path, specs: list[ModelSpec], settings: BenchSettings | None = None,
+              log=print) -> dict:
+    """Benchmark every spec on the query/gallery of the Market-1501 folder `data_root`; returns the report dict."""
+    from .data.market1501 import load_market1501
+    from .report import machine_info
+
+    settings = settings or BenchSettings()
+    data = load_market1501(data_root, splits=("query", "gallery"), progress=settings.progress)
+    eval_paths = [s.path for s in data.query] + [s.path for s in data.gallery]
+    ids = {
+        "q_pids": np.array([s.pid for s in data.query]), "q_camids": np.array([s.camid for s in data.query]),
+        "g_pids": np.array([s.pid for s in data.gallery]), "g_camids": np.array([s.camid for s in data.gallery]),
+    }
+    decoded: dict[tuple, np.ndarray] = {}  # one decode per input size, shared by every runtime
+    rows, embeddings = [], []
+    for spec in specs:
+        log(f"[bench] {spec.label}")
+        row, emb = _bench_one(spec, settings, eval_paths, decoded, ids)
+        rows.append(row)
+        embeddings.append(emb)
+    _compare_to_reference(rows, embeddings)
+    return {
+        "machine": machine_info(),
+        "data": {"root": str(data.root), "num_query": len(data.query), "num_gallery": len(data.gallery)},
+        "settings": {k: v for k, v in asdict(settings).items() if k != "progress"},
+        "rows": rows,
+    }
+
+
+def check_gates(report: dict, *, max_map_drop: float | None = None, max_rank1_drop: float | None = None) -> list[str]:
+    """Rows whose accuracy fell further below the reference than allowed (points); one message each."""
+    broken = []
+    for row in report["rows"]:
+        if row["status"] != "ok" or row.get("is_reference"):
+            continue
+        for key, limit in (("mAP", max_map_drop), ("rank1", max_rank1_drop)):
+            drop = -row.get(f"delta_{key}", 0.0)
+            if limit is not None and drop > limit:
+                broken.append(f"{row['runtime']} ({row.get('precision')}, {Path(row['model']).name}): "
+                              f"{key} dropped {drop:.2f} points vs {row['reference']} (allowed {limit})")
+    return broken
+
+
+def _compare_to_reference(rows: list[dict], embeddings: list) -> None:
+    """The reference is the first ok PyTorch FP32 row, else the first ok row. Every other ok row gets
+    its cosine agreement with the reference and its accuracy deltas (points)."""
+    ok = [i for i, e in enumerate(embeddings) if e is not None]
+    if not ok:
+        return
+    torch_fp32 = [i for i in ok if rows[i]["runtime"].startswith("torch") and rows[i].get("precision") == "fp32"]
+    ref = (torch_fp32 or ok)[0]
+    label = f"{rows[ref]['runtime']}:{Path(rows[ref]['model']).name}"
+    rows[ref]["is_reference"] = True
+    for i in ok:
+        rows[i]["reference"] = label
+        for key in ("rank1", "mAP", "mINP"):
+            rows[i][f"delta_{key}"] = round(rows[i][key] - rows[ref][key], 3)
+        if embeddings[i].shape == embeddings[ref].shape:
+            rows[i].update(embedding_agreement(embeddings[ref], embeddings[i]))
+
+
+def _bench_one(spec: ModelSpec, settings: BenchSettings, eval_paths, decoded, ids) -> tuple[dict, np.ndarray | None]:
+    row: dict = {"runtime": spec.runtime, "model": str(spec.path), "status": "ok"}
+    runtime = make_runtime(spec.runtime, spec.path)
+    try:
+        with runtime:
+            row.update(provider=runtime.provider, precision=runtime.precision)
+            contract = runtime.contract
+            key = (contract.height, contract.width, contract.interpolation)
+            if key not in decoded:
+                decoded[key] = decode_images(eval_paths, contract, progress=settings.progress)
+            images = decoded[key]
+            row["throughput"] = {str(bs): _time_batches(runtime, images, bs, settings) for bs in settings.batch_sizes}
+            t0 = time.perf_counter()
+            emb = extract_embeddings(runtime, images, batch_size=settings.eval_batch_size,
+                                     progress=settings.progress)["embedding"]
+            row["extract_seconds"] = round(time.perf_counter() - t0, 3)
+    except RuntimeUnavailable as e:
+        return {**row, "status": f"skipped: {e}"}, None
+    except Exception as e:  # a failing configuration is a row, not the end of the sweep
+        return {**row, "status": f"failed: {type(e).__name__}: {e}"}, None
+    nq = len(ids["q_pids"])
+    distmat = pairwise_distance(emb[:nq], emb[nq:], metric="cosine")
+    metrics = evaluate_ranking(distmat, ids["q_pids"], ids["g_pids"], ids["q_camids"], ids["g_camids"])
+    row.update({k: round(float(metrics[k]), 3) for k in ("rank1", "rank5", "rank10", "mAP", "mINP")})
+    row["num_valid_queries"] = int(metrics["num_valid_queries"])
+    return row, emb
+
+
+def _time_batches(runtime, images: np.ndarray, batch_size: int, settings: BenchSettings) -> dict:
+    """Model-only latency of one batch size: pre-normalised input, warm-up, then timed calls.
+    `infer` returns host arrays, so every timed call ends after the device finished."""
+    reps = -(-batch_size // len(images))
+    batch = runtime.contract.normalize_uint8(np.concatenate([images] * reps)[:batch_size])
+    for _ in range(settings.warmup_batches):
+        runtime.infer(batch)
+    latencies = []
+    start = time.perf_counter()
+    while len(latencies) < settings.max_batches and (
+            len(latencies) < settings.min_batches or time.perf_counter() - start < settings.min_seconds):
+        t0 = time.perf_counter()
+        runtime.infer(batch)
+        latencies.append(time.perf_counter() - t0)
+    lat = np.array(latencies)
+    return {
+        "images_per_sec": round(batch_size * len(lat) / lat.sum(), 2),
+        "p50_ms": round(float(np.percentile(lat, 50)) * 1e3, 3),
+        "p99_ms": round(float(np.percentile(lat, 99)) * 1e3, 3),
+        "batches": len(lat),
+    }
