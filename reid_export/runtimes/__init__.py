@@ -1,6 +1,6 @@
 """Runtimes, one backend per module behind `Runtime`; chosen by name, imported only when used.
 
-Names: `torch`, `torch-cuda`, `onnxruntime`, `onnxruntime-cuda`. A model spec on the command line is
+Names: `torch`, `torch-cuda`, `torch-cuda-fp16`, `onnxruntime`, `onnxruntime-cuda`, `onnxruntime-trt`. A model spec on the command line is
 `PATH` (the runtime follows from the file type) or `NAME=PATH`.
 """
 
@@ -18,10 +18,13 @@ __all__ = ["RUNTIMES", "Runtime", "make_runtime", "parse_model_spec", "default_r
 RUNTIMES: dict[str, tuple[str, str, dict]] = {
     "torch": ("reid_export.runtimes.torch", "TorchRuntime", {"device": "cpu"}),
     "torch-cuda": ("reid_export.runtimes.torch", "TorchRuntime", {"device": "cuda"}),
+    "torch-cuda-fp16": ("reid_export.runtimes.torch", "TorchRuntime", {"device": "cuda", "half": True, "channels_last": True}),
     "onnxruntime": ("reid_export.runtimes.onnxruntime", "OnnxRuntime", {"device": "cpu"}),
     "onnxruntime-cuda": ("reid_export.runtimes.onnxruntime", "OnnxRuntime", {"device": "cuda"}),
+    "onnxruntime-trt": ("reid_export.runtimes.onnxruntime", "OnnxRuntime", {"device": "tensorrt"}),
+    "tensorrt": ("reid_export.runtimes.tensorrt", "TensorRTRuntime", {"device": "cuda"}),
 }
-_BY_SUFFIX = {".pt": "torch", ".pth": "torch", ".onnx": "onnxruntime"}
+_BY_SUFFIX = {".pt": "torch", ".pth": "torch", ".onnx": "onnxruntime", ".engine": "tensorrt"}
 
 
 def make_runtime(name: str, artefact, **options) -> Runtime:

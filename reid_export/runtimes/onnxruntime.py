@@ -1,23 +1,34 @@
-"""ONNX Runtime, with the CPU execution provider or CUDA's when present."""
+"""ONNX Runtime with the CPU, CUDA or TensorRT execution provider.
+
+On CUDA and TensorRT the input is copied to the device once and outputs are bound on the device
+(I/O binding), so host-device copies are not paid twice per call. The TensorRT EP caches its
+engines under `engines/ort-trt-cache/` so only the first session of a shape pays the build.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
 from ..errors import RuntimeUnavailable
 from .base import Runtime
 
-__all__ = ["OnnxRuntime"]
+__all__ = ["OnnxRuntime", "TRT_CACHE_DIR"]
 
-_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+TRT_CACHE_DIR = Path("engines") / "ort-trt-cache"
 
 
 class OnnxRuntime(Runtime):
     name = "onnxruntime"
 
-    def __init__(self, artefact, *, device: str = "cpu", threads: int = 0):
+    def __init__(self, artefact, *, device: str = "cpu", threads: int = 0, trt_cache_dir: str | Path = TRT_CACHE_DIR,
+                 max_batch: int = 128):
         super().__init__(artefact, device=device)
         self.threads = threads  # intra-op threads; 0 lets ONNX Runtime use every core
+        self.trt_cache_dir = Path(trt_cache_dir)
+        self.max_batch = max_batch  # TensorRT EP profile: batch 1..max_batch
         self._session = None
 
     def _activate_impl(self) -> None:
@@ -25,7 +36,7 @@ class OnnxRuntime(Runtime):
             import onnxruntime as ort
         except ImportError as e:
             raise RuntimeUnavailable("onnxruntime is not installed: pip install onnxruntime (or onnxruntime-gpu)") from e
-        from ..export.onnx import PRECISION_KEY, read_contract, read_metadata
+        from ..export.onnx import INPUT_NAME, PRECISION_KEY, read_contract, read_metadata
 
         kind = self.device.split(":")[0]
         if kind not in _PROVIDERS:
@@ -38,24 +49,80 @@ class OnnxRuntime(Runtime):
             )
         self.contract = read_contract(self.artefact)
         self.precision = read_metadata(self.artefact).get(PRECISION_KEY, "fp32")
+        if kind != "cpu":
+            _require_cuda_device(wanted)
         options = ort.SessionOptions()
         options.log_severity_level = 3
         if self.threads:
             options.intra_op_num_threads = self.threads
-        self._session = ort.InferenceSession(str(self.artefact), sess_options=options, providers=[wanted])
+        providers = self._provider_list(kind, wanted, INPUT_NAME)
+        try:
+            self._session = ort.InferenceSession(str(self.artefact), sess_options=options, providers=providers)
+        except Exception as e:  # ORT raises its own exception types for missing CUDA/TensorRT libraries
+            raise RuntimeUnavailable(f"onnxruntime: could not start {wanted} ({str(e).splitlines()[0]})") from e
         used = self._session.get_providers()
         if used[0] != wanted:
             raise RuntimeUnavailable(
                 f"onnxruntime: asked for {wanted} but the session runs on {used[0]} "
-                "(CUDA libraries missing or no GPU); use device cpu"
+                "(CUDA/TensorRT libraries missing or no GPU); use device cpu"
             )
         self.provider = used[0]
         self._input = self._session.get_inputs()[0].name
         self._outputs = [o.name for o in self._session.get_outputs()]
+        self._on_device = kind != "cpu"
+
+    def _provider_list(self, kind: str, wanted: str, input_name: str) -> list:
+        if kind == "cpu":
+            return [wanted]
+        if kind == "cuda":
+            return [(wanted, {"device_id": _device_index(self.device)}), "CPUExecutionProvider"]
+        c = self.contract
+        shape = f"{c.height}x{c.width}"
+        self.trt_cache_dir.mkdir(parents=True, exist_ok=True)
+        trt_options = {
+            "device_id": _device_index(self.device),
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(self.trt_cache_dir),
+            "trt_timing_cache_enable": True,
+            "trt_fp16_enable": self.precision == "fp16",
+            "trt_int8_enable": self.precision == "int8",  # explicit Q/DQ: no calibration table needed
+            "trt_profile_min_shapes": f"{input_name}:1x3x{shape}",
+            "trt_profile_opt_shapes": f"{input_name}:32x3x{shape}",
+            "trt_profile_max_shapes": f"{input_name}:{self.max_batch}x3x{shape}",
+        }
+        return [(wanted, trt_options), ("CUDAExecutionProvider", {"device_id": _device_index(self.device)})]
 
     def _infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        values = self._session.run(self._outputs, {self._input: batch})
+        if not self._on_device:
+            values = self._session.run(self._outputs, {self._input: batch})
+            return {name: np.asarray(v, dtype=np.float32) for name, v in zip(self._outputs, values)}
+        import onnxruntime as ort
+
+        binding = self._session.io_binding()
+        device_index = _device_index(self.device)
+        binding.bind_ortvalue_input(self._input, ort.OrtValue.ortvalue_from_numpy(batch, "cuda", device_index))
+        for name in self._outputs:
+            binding.bind_output(name, "cuda", device_index)
+        self._session.run_with_iobinding(binding)
+        values = binding.copy_outputs_to_cpu()
         return {name: np.asarray(v, dtype=np.float32) for name, v in zip(self._outputs, values)}
 
     def _deactivate_impl(self) -> None:
         self._session = None
+
+
+def _device_index(device: str) -> int:
+    _, _, index = device.partition(":")
+    return int(index) if index else 0
+
+
+def _require_cuda_device(provider: str) -> None:
+    """onnxruntime-gpu lists CUDA providers even on machines without a GPU; ask the driver first."""
+    try:
+        import torch
+
+        has_gpu = torch.cuda.is_available()
+    except ImportError:
+        return  # no torch to ask: let ONNX Runtime find out
+    if not has_gpu:
+        raise RuntimeUnavailable(f"onnxruntime: {provider} needs a CUDA device and none is visible (no CUDA device)")

@@ -1,4 +1,5 @@
-"""PyTorch eager runtime, on CPU or CUDA, from a checkpoint, a backbone .pth or a ReidNet in memory."""
+"""PyTorch eager runtime, on CPU or CUDA (optionally FP16 + channels_last), from a checkpoint, a backbone
+.pth or a ReidNet in memory."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ __all__ = ["TorchRuntime"]
 class TorchRuntime(Runtime):
     name = "torch"
 
-    def __init__(self, artefact, *, device: str = "cpu", channels_last: bool = False):
+    def __init__(self, artefact, *, device: str = "cpu", channels_last: bool = False, half: bool = False):
         super().__init__(artefact, device=device)
-        self.channels_last = channels_last
+        self.channels_last = channels_last  # NHWC memory layout: faster convolutions on tensor cores and many CPUs
+        self.half = half  # FP16 weights and activations (CUDA only)
         self._model = None
 
     def _activate_impl(self) -> None:
@@ -26,12 +28,17 @@ class TorchRuntime(Runtime):
 
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise RuntimeUnavailable("torch: no CUDA device (torch.cuda.is_available() is False); use device cpu")
+        if self.half and not self.device.startswith("cuda"):
+            raise RuntimeUnavailable("torch: FP16 inference is only offered on CUDA; use the fp32 torch runtime on CPU")
         if isinstance(self.artefact, ReidNet):
             model = self.artefact.to(self.device).eval()
         else:
             model = load_model(self.artefact, device=self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
+        if self.half:
+            model = model.half()
+            self.precision = "fp16"
         self._model = model
         self.contract = model.config.preprocess
         self.provider = str(torch.device(self.device))
@@ -40,13 +47,15 @@ class TorchRuntime(Runtime):
         import torch
 
         x = torch.from_numpy(batch).to(self.device, non_blocking=True)
+        if self.half:
+            x = x.half()
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            emb = self._model.embed(x)
+            emb = self._model.embed(x).float()
             if self.contract.l2_normalized:
                 emb = torch.nn.functional.normalize(emb, dim=1)
-        return {"embedding": emb.float().cpu().numpy()}
+        return {"embedding": emb.cpu().numpy()}
 
     def _deactivate_impl(self) -> None:
         self._model = None
