@@ -1,6 +1,7 @@
 """Runtimes, one backend per module behind `Runtime`; chosen by name, imported only when used.
 
-Names: `torch`, `torch-cuda`, `torch-cuda-fp16`, `onnxruntime`, `onnxruntime-cuda`, `onnxruntime-trt`. A model spec on the command line is
+Names: `torch`, `torch-cuda`, `torch-cuda-fp16`, `onnxruntime`, `onnxruntime-cuda`, `onnxruntime-trt`,
+`tensorrt`. A model spec on the command line is
 `PATH` (the runtime follows from the file type) or `NAME=PATH`.
 """
 

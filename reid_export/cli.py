@@ -1,0 +1,226 @@
+"""`reid-export` command line: parses arguments, calls library functions, prints results. Nothing else."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import ReidExportError
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    help="Train a person re-ID model on Market-1501, export it to ONNX, benchmark every runtime.",
+)
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (for CI and logs).")]
+
+
+@app.command()
+def synth(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to create (must not hold a data set already).")],
+    train_ids: Annotated[int, typer.Option(help="Training identities.")] = 150,
+    test_ids: Annotated[int, typer.Option(help="Test identities (query + gallery).")] = 100,
+    seed: Annotated[int, typer.Option(help="Same seed, same images.")] = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Write a synthetic data set in the official Market-1501 layout and file naming."""
+    from .data.synthetic import generate_market1501
+
+    s = generate_market1501(out_dir, train_ids=train_ids, test_ids=test_ids, seed=seed, progress=not quiet)
+    typer.echo(f"wrote {s.total_images} images to {s.out_dir} in {s.seconds:.1f} s ({s.images_per_sec:.0f} images/s)")
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option(help="Market-1501 folder (bounding_box_train/, query/, bounding_box_test/).")],
+    out: Annotated[Path, typer.Option(help="Checkpoint to write (.pt); updated atomically every epoch.")],
+    recipe: Annotated[str, typer.Option(help="Recipe name in train/ (quick, seed, ...) or a .toml path.")] = "quick",
+    epochs: Annotated[Optional[int], typer.Option(help="Override the recipe's epochs.")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="resnet18 | resnet34 | resnet50 | resnet101.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Override the recipe's batch size.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Override the recipe's learning rate.")] = None,
+    init: Annotated[Optional[str], typer.Option(help="random | imagenet (needs network) | PATH to a ResNet .pth.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Any recipe field: --set KEY=VALUE (repeatable).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the checkpoint at --out.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Train a re-ID model with a recipe from train/."""
+    from .training import load_recipe
+    from .training import train as run_training
+
+    overrides = {"data": str(data), "out": str(out)}
+    for key, value in (("epochs", epochs), ("arch", arch), ("batch_size", batch_size), ("lr", lr),
+                       ("init", init), ("device", device), ("seed", seed)):
+        if value is not None:
+            overrides[key] = value
+    overrides.update(_parse_sets(set_ or []))
+    result = run_training(load_recipe(recipe, overrides), resume=resume, quiet=quiet)
+    typer.echo(f"checkpoint: {result.checkpoint}")
+    typer.echo("metrics: " + ", ".join(f"{k} {v:.2f}" for k, v in result.metrics.items() if isinstance(v, float)))
+
+
+@app.command()
+def onnx(
+    artefact: Annotated[Path, typer.Argument(help="reid-export checkpoint (.pt) or backbone state dict (.pth).")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Default: engines/<name>[.fp16|.int8].onnx.")] = None,
+    precision: Annotated[str, typer.Option(help="fp32 | fp16 | int8 (Q/DQ, calibrated on --calib-data's training images).")] = "fp32",
+    data: Annotated[Optional[Path], typer.Option(help="Market-1501 folder whose images feed the parity check.")] = None,
+    calib_data: Annotated[Optional[Path], typer.Option(help="INT8: Market-1501 folder; only bounding_box_train/ is used.")] = None,
+    calib_method: Annotated[str, typer.Option(help="INT8 calibration: minmax | entropy | percentile.")] = "minmax",
+    calib_images: Annotated[int, typer.Option(help="INT8: number of training images to calibrate on.")] = 300,
+    int8_activations: Annotated[str, typer.Option(help="INT8 activations: uint8 (fastest on x86 CPUs) | int8 (symmetric, for TensorRT).")] = "uint8",
+    opset: Annotated[int, typer.Option(help="ONNX opset (17 or newer).")] = 18,
+    l2_normalize: Annotated[bool, typer.Option(help="L2-normalise the embedding inside the graph.")] = True,
+    height: Annotated[Optional[int], typer.Option(help="Input height, for a bare backbone (default 128).")] = None,
+    width: Annotated[Optional[int], typer.Option(help="Input width, for a bare backbone (default 64).")] = None,
+    exporter: Annotated[str, typer.Option(help="dynamo | torchscript.")] = "dynamo",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+    min_cosine: Annotated[Optional[float], typer.Option(help="Parity threshold; default 0.9999 fp32, 0.999 fp16, 0.98 int8.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Export to ONNX (dynamic batch, contract in the metadata), then check parity against PyTorch."""
+    from .checkpoint import SEED_PREPROCESS, load_model
+    from .export.onnx import check_parity
+    from .export.quantize import DEFAULT_MIN_COSINE, Int8Settings, export_at_precision
+    from .features import sample_batch
+
+    preprocess = None
+    if height or width:
+        from dataclasses import replace
+
+        preprocess = replace(SEED_PREPROCESS, height=height or SEED_PREPROCESS.height, width=width or SEED_PREPROCESS.width)
+    model = load_model(artefact, preprocess=preprocess)
+    suffix = "" if precision == "fp32" else f".{precision}"
+    output = output or Path("engines") / f"{artefact.stem}{suffix}.onnx"
+    int8 = Int8Settings(method=calib_method, num_images=calib_images, activations=int8_activations)
+    path = export_at_precision(model, output, precision=precision, calib_data=calib_data, int8=int8,
+                               overwrite=overwrite, progress=not quiet, opset=opset, l2_normalize=l2_normalize,
+                               exporter=exporter)
+    typer.echo(f"wrote {path} ({precision}, opset {opset}, input {model.config.preprocess.height}x"
+               f"{model.config.preprocess.width}, embedding {model.config.embedding_dim}-D)")
+    batch, source = sample_batch(model.config.preprocess, data, n=32)
+    parity = check_parity(model, path, batch)
+    threshold = DEFAULT_MIN_COSINE[precision] if min_cosine is None else min_cosine
+    typer.echo(f"parity vs PyTorch on {source}: max abs diff {parity['max_abs_diff']:.3e}, "
+               f"min cosine {parity['cosine_min']:.6f} (threshold {threshold})")
+    if parity["cosine_min"] < threshold:
+        typer.echo(f"error: parity check failed: min cosine {parity['cosine_min']:.6f} < {threshold}; "
+                   f"{path} does not reproduce PyTorch closely enough", err=True)
+        raise typer.Exit(1)
+
+
+@app.command("trt")
+def trt_engine(
+    model: Annotated[Path, typer.Argument(help="ONNX file written by `reid-export onnx` (fp32, fp16 or int8 graph).")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Engine to write (.engine); NAME.engine.json goes next to it. Default: engines/<name>.engine.")] = None,
+    min_batch: Annotated[int, typer.Option(help="Smallest batch the engine accepts.")] = 1,
+    opt_batch: Annotated[int, typer.Option(help="Batch size TensorRT tunes its kernels for.")] = 32,
+    max_batch: Annotated[int, typer.Option(help="Largest batch the engine accepts.")] = 128,
+    workspace: Annotated[str, typer.Option(help="Builder scratch GPU memory, e.g. 4GiB or 512MiB.")] = "4GiB",
+    timing_cache: Annotated[Optional[Path], typer.Option(help="Timing cache file: read if present, written after the build.")] = None,
+    fp16_flag: Annotated[bool, typer.Option("--fp16-flag", help="TensorRT 10 only: FP16 kernels for an FP32 graph. On TensorRT 11 export with --precision fp16 instead.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing engine and its sidecar.")] = False,
+) -> None:
+    """Build a TensorRT engine (+ JSON sidecar) from an ONNX export. Needs an NVIDIA GPU and TensorRT."""
+    from .export.tensorrt import trt_command
+
+    typer.echo(f"building {output or 'engines/' + model.stem + '.engine'} from {model} (TensorRT builds take minutes)")
+    info = trt_command(model, output, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
+                       workspace=workspace, timing_cache=timing_cache, fp16_flag=fp16_flag, overwrite=overwrite)
+    for line in info.summary_lines():
+        typer.echo(line)
+    for warning in info.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+
+
+@app.command()
+def bench(
+    data: Annotated[Path, typer.Option(help="Market-1501 folder: query/ and bounding_box_test/ are used.")],
+    model: Annotated[list[str], typer.Option(help="PATH or RUNTIME=PATH (repeatable); runtimes: torch, torch-cuda, torch-cuda-fp16, onnxruntime, onnxruntime-cuda, onnxruntime-trt, tensorrt.")],
+    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes for throughput.")] = "1,32",
+    out: Annotated[Optional[Path], typer.Option(help="Report folder. Default: runs/bench-<time>.")] = None,
+    max_map_drop: Annotated[Optional[float], typer.Option(help="Exit 1 if a row's mAP is more than this many points below the reference.")] = None,
+    max_rank1_drop: Annotated[Optional[float], typer.Option(help="Exit 1 if a row's Rank-1 is more than this many points below the reference.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Throughput, latency, Rank-1/mAP/mINP and agreement with the reference, one row per runtime."""
+    from .bench import BenchSettings, ModelSpec, check_gates, run_bench
+    from .report import print_table, write_report
+    from .runtimes import parse_model_spec
+
+    specs = [ModelSpec(*parse_model_spec(m)) for m in model]
+    settings = BenchSettings(batch_sizes=_parse_ints(batch_sizes, "--batch-sizes"), progress=not quiet)
+    report = run_bench(data, specs, settings, log=typer.echo)
+    print_table(report)
+    json_path, md_path = write_report(report, out or _timestamped("bench"))
+    typer.echo(f"wrote {json_path} and {md_path}")
+    broken = check_gates(report, max_map_drop=max_map_drop, max_rank1_drop=max_rank1_drop)
+    for message in broken:
+        typer.echo(f"accuracy gate failed: {message}", err=True)
+    if broken:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    out: Annotated[Optional[Path], typer.Option(help="Folder for everything. Default: runs/demo-<time>.")] = None,
+    train_ids: Annotated[int, typer.Option(help="Synthetic training identities.")] = 150,
+    test_ids: Annotated[int, typer.Option(help="Synthetic test identities.")] = 100,
+    epochs: Annotated[Optional[int], typer.Option(help="Override the quick recipe's epochs.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for data and training.")] = 0,
+    quiet: Quiet = False,
+) -> None:
+    """synth -> train (quick recipe) -> ONNX export -> bench torch vs onnxruntime, with stage times."""
+    from .demo import run_demo
+    from .report import print_table
+
+    out = out or _timestamped("demo")
+    overrides = {"epochs": epochs} if epochs is not None else {}
+    report = run_demo(out, train_ids=train_ids, test_ids=test_ids, seed=seed, overrides=overrides,
+                      progress=not quiet, log=typer.echo)
+    print_table(report, title=f"reid-export demo ({out})")
+    typer.echo("stage wall times: " + ", ".join(f"{k} {v:.1f} s" for k, v in report["stages_seconds"].items())
+               + f"; total {sum(report['stages_seconds'].values()):.1f} s")
+    typer.echo(f"report: {out / 'report.md'}")
+
+
+def main() -> None:
+    try:
+        app()
+    except ReidExportError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(2)
+
+
+def _parse_ints(text: str, option: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ReidExportError(f"{option} takes comma-separated whole numbers like 1,32; got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ReidExportError(f"{option} needs at least one batch size of 1 or more; got {text!r}")
+    return values
+
+
+def _parse_sets(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ReidExportError(f"--set takes KEY=VALUE, got {item!r}")
+        out[key.strip()] = value
+    return out
+
+
+def _timestamped(kind: str) -> Path:
+    return Path("runs") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,603 @@
+"""TensorRT engines from reid-export ONNX files, each with a JSON sidecar saying what it is.
+
+    info = build_engine("engines/model.onnx", "engines/model.engine", BuildSettings(max_batch=128))
+
+An engine is a compiled plan for one TensorRT version and one GPU model, with one optimisation
+profile (the batch sizes it accepts). None of that, nor the preprocessing contract, can be read back
+from the plan file, so `build_engine` writes `NAME.engine.json` next to it: TensorRT version, GPU and
+compute capability, the profile, the ONNX precision and sha256, the contract, the I/O tensors and the
+precision TensorRT chose for each layer. The TensorRT runtime reads the sidecar and refuses an engine
+built for another TensorRT or GPU (`check_compatible`) before TensorRT itself fails obscurely.
+
+Precision lives in the ONNX graph (`reid-export onnx --precision fp16|int8`). TensorRT 11 only builds
+strongly typed networks and removed BuilderFlag.FP16/INT8 and the INT8 calibrators; on TensorRT 10
+`fp16_flag` still lets the builder pick FP16 kernels for an FP32 graph (weak typing, deprecated).
+
+Only the sidecar helpers run without TensorRT; building needs an NVIDIA GPU and `pip install tensorrt`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ExportError, ReidExportError, RuntimeUnavailable
+
+__all__ = ["BuildSettings", "EngineInfo", "build_engine", "trt_command", "parse_size", "sidecar_path",
+           "new_sidecar", "write_sidecar", "read_sidecar", "validate_sidecar", "check_compatible", "check_batch",
+           "layer_precision_summary", "file_sha256", "import_tensorrt", "tensorrt_logger", "SIDECAR_FORMAT",
+           "SIDECAR_VERSION"]
+
+SIDECAR_FORMAT = "reid_export.tensorrt_engine"
+SIDECAR_VERSION = 1
+_SIDECAR_KEYS = ("format", "version", "engine", "tensorrt_version", "gpu", "profile", "precision", "onnx",
+                 "preprocess", "inputs", "outputs", "built_at", "layers")
+_UNITS = {"": 1, "b": 1, "k": 2**10, "kib": 2**10, "m": 2**20, "mib": 2**20, "g": 2**30, "gib": 2**30,
+          "t": 2**40, "tib": 2**40, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    min_batch: int = 1  # smallest batch the engine accepts
+    opt_batch: int = 32  # batch size TensorRT tunes its kernels for
+    max_batch: int = 128  # largest batch the engine accepts
+    workspace: int | str = "4GiB"  # builder scratch GPU memory: bytes, or "4GiB" / "512MiB" (stored as bytes)
+    timing_cache: str | Path | None = None  # read when the file exists, (re)written after the build
+    fp16_flag: bool = False  # TensorRT 10 only: BuilderFlag.FP16 on an FP32 graph (weak typing)
+    strongly_typed: bool | None = None  # None: strongly typed unless fp16_flag; TensorRT 11 is always strongly typed
+
+    def __post_init__(self) -> None:
+        for name in ("min_batch", "opt_batch", "max_batch"):
+            if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
+                raise ExportError(f"--{name.replace('_', '-')} must be a whole number, got {getattr(self, name)!r}")
+        if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
+            raise ExportError(
+                f"batch profile must satisfy 1 <= min <= opt <= max, got min {self.min_batch}, "
+                f"opt {self.opt_batch}, max {self.max_batch}; e.g. --min-batch 1 --opt-batch 32 --max-batch 128"
+            )
+        object.__setattr__(self, "workspace", parse_size(self.workspace))
+        if self.fp16_flag and self.strongly_typed:
+            raise ExportError(
+                "--fp16-flag needs a weakly typed network but strongly_typed=True was asked for: a strongly typed "
+                "network takes its precision from the ONNX graph; export with --precision fp16 instead"
+            )
+
+    @property
+    def batch_range(self) -> tuple[int, int, int]:
+        return (self.min_batch, self.opt_batch, self.max_batch)
+
+
+@dataclass
+class EngineInfo:
+    """What `build_engine` wrote, for the CLI to print."""
+    engine: Path
+    sidecar: Path
+    sidecar_data: dict
+    build_seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    def summary_lines(self) -> list[str]:
+        s = self.sidecar_data
+        prof, counts = s["profile"], s["layers"].get("counts", {})
+        layers = ", ".join(f"{n} {p}" for p, n in sorted(counts.items(), key=lambda kv: -kv[1])) or "unknown"
+        return [
+            f"wrote {self.engine} and {self.sidecar.name} in {self.build_seconds:.1f} s",
+            f"TensorRT {s['tensorrt_version']} on {s['gpu']['name'] or 'an unrecorded GPU'} "
+            f"({_sm(s['gpu']['compute_capability'])}), "
+            f"{s['precision']} graph{' + FP16 builder flag' if s['builder'].get('fp16_flag') else ''}",
+            f"input {prof['input']}: batch {prof['min'][0]}..{prof['max'][0]} (tuned for {prof['opt'][0]}), "
+            f"shape {'x'.join(map(str, prof['min'][1:]))}",
+            f"layer precisions: {layers}",
+        ]
+
+
+def parse_size(value: int | str) -> int:
+    """Bytes from 4294967296, "4GiB", "512MiB", "1.5GiB", "2G" (binary) or "500MB" (decimal)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(value))
+        unit = match.group(2).lower() if match else None
+        if not match or unit not in _UNITS:
+            raise ExportError(f"cannot read the size {value!r}; write a number of bytes or e.g. 4GiB, 512MiB, 1.5GiB "
+                              "(binary units B/KiB/MiB/GiB/TiB, K/M/G/T, or decimal KB/MB/GB/TB)")
+        size = int(float(match.group(1)) * _UNITS[unit])
+    if size <= 0:
+        raise ExportError(f"size must be positive, got {value!r}")
+    return size
+
+
+# -- building ------------------------------------------------------------------------------
+def trt_command(onnx_path: str | Path, output: str | Path | None = None, *, min_batch: int = 1, opt_batch: int = 32,
+                max_batch: int = 128, workspace: str | int = "4GiB", timing_cache: str | Path | None = None,
+                fp16_flag: bool = False, overwrite: bool = False) -> EngineInfo:
+    """`reid-export trt`: ONNX -> engine + sidecar. `output` defaults to engines/<onnx name>.engine."""
+    output = Path(output) if output else Path("engines") / f"{Path(onnx_path).stem}.engine"
+    settings = BuildSettings(min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, workspace=workspace,
+                             timing_cache=timing_cache, fp16_flag=fp16_flag)
+    return build_engine(onnx_path, output, settings, overwrite=overwrite)
+
+
+def build_engine(onnx_path: str | Path, engine_path: str | Path, settings: BuildSettings = BuildSettings(), *,
+                 overwrite: bool = False) -> EngineInfo:
+    """Build a TensorRT engine for `onnx_path` (written by `reid-export onnx`) with one batch profile.
+
+    Checks that need no TensorRT come first (output path, ONNX metadata); then TensorRT parses the ONNX,
+    builds with DETAILED profiling verbosity, the engine inspector reports each layer's precision, and
+    engine and sidecar are written atomically. An existing engine is refused unless `overwrite`."""
+    from .onnx import PRECISION_KEY, read_contract, read_metadata
+    from .quantize import CALIBRATION_KEY
+
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    if engine_path.suffix != ".engine":
+        raise ExportError(f"{engine_path}: the engine file must end in .engine (runtimes pick TensorRT by that suffix)")
+    if engine_path.exists() and not overwrite:
+        raise ExportError(f"{engine_path} already exists; pass --overwrite to replace it, or choose another -o path")
+    contract = read_contract(onnx_path)  # also says clearly when the ONNX is missing or not ours
+    meta = read_metadata(onnx_path)
+    precision = meta.get(PRECISION_KEY, "fp32")
+    calibration = json.loads(meta.get(CALIBRATION_KEY, "{}"))
+    if precision == "int8" and calibration.get("activations") == "uint8":
+        raise ExportError(
+            f"{onnx_path}: INT8 graph with asymmetric uint8 activations; TensorRT only runs symmetric INT8 Q/DQ "
+            "(zero point 0, per its 'Working with Quantized Types' guide). Re-export with "
+            "`reid-export onnx CKPT --precision int8 --int8-activations int8`"
+        )
+
+    trt = import_tensorrt()
+    major = _major(trt.__version__)
+    strongly_typed = _resolve_typing(settings, major, precision)
+    gpu_name, capability = _gpu_info()
+    messages: list[str] = []
+    logger = tensorrt_logger(trt, messages)
+
+    try:
+        builder = trt.Builder(logger)
+    except Exception as e:  # the bindings raise when no builder can be made (no GPU, driver or CUDA mismatch)
+        raise RuntimeUnavailable(
+            f"TensorRT {trt.__version__} could not create a builder ({e}); it needs a working NVIDIA GPU and a driver "
+            "recent enough for its CUDA version: check `nvidia-smi`, or use NVIDIA's TensorRT container"
+        ) from e
+    # TensorRT 10: networks are always explicit batch (EXPLICIT_BATCH is deprecated and ignored);
+    # STRONGLY_TYPED opts into strong typing. TensorRT 11: every network is strongly typed and the flag is
+    # accepted but ignored, so no flag is passed there.
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed and major == 10 else 0
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        raise ExportError(f"TensorRT {trt.__version__} could not parse {onnx_path}:\n"
+                          + "\n".join(_parser_errors(parser)) +
+                          "\nre-export with `reid-export onnx` (opset 17+), or use a newer TensorRT")
+    input_name, shapes = _profile_shapes(network, contract.input_shape, settings, onnx_path)
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace)
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # the inspector reports per-layer formats
+    profile = builder.create_optimization_profile()
+    profile.set_shape(input_name, *shapes)
+    config.add_optimization_profile(profile)
+    if settings.fp16_flag:
+        config.set_flag(trt.BuilderFlag.FP16)
+    cache, cache_note = _attach_timing_cache(config, settings.timing_cache)
+
+    start = time.perf_counter()
+    plan = builder.build_serialized_network(network, config)
+    build_seconds = time.perf_counter() - start
+    if plan is None:
+        raise ExportError(f"TensorRT {trt.__version__} failed to build an engine from {onnx_path}:\n"
+                          + "\n".join(messages[-10:] or ["(no message from TensorRT)"])
+                          + "\ncheck the GPU has enough free memory (or raise --workspace) and that the ONNX "
+                            "graph's operators are supported")
+    engine_bytes = bytes(plan)
+
+    inspector_json, io = _inspect(trt, logger, engine_bytes, input_name, shapes[1])
+    expected = "fp16" if settings.fp16_flag and precision == "fp32" else precision
+    layers = layer_precision_summary(inspector_json, expected=expected)
+    sidecar = new_sidecar(
+        engine_bytes=engine_bytes, engine_name=engine_path.name, onnx_path=onnx_path, contract=contract.to_dict(),
+        precision=precision, tensorrt_version=trt.__version__, gpu_name=gpu_name, compute_capability=capability,
+        profile={"input": input_name, "min": shapes[0], "opt": shapes[1], "max": shapes[2]},
+        inputs=io["inputs"], outputs=io["outputs"], layers=layers, build_seconds=build_seconds,
+        builder={"strongly_typed": strongly_typed, "fp16_flag": settings.fp16_flag,
+                 "workspace_bytes": settings.workspace,
+                 "timing_cache": str(settings.timing_cache) if settings.timing_cache else None},
+    )
+    engine_path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(engine_path, engine_bytes)
+    side = write_sidecar(engine_path, sidecar)
+    warnings = list(layers["warnings"])
+    if cache is not None:
+        _atomic_write(Path(settings.timing_cache), bytes(cache.serialize()))
+    if cache_note:
+        warnings.append(cache_note)
+    if gpu_name is None:
+        warnings.append("torch.cuda is unavailable, so the sidecar records no GPU; the runtime cannot check the "
+                        "engine is used on the GPU it was built for")
+    return EngineInfo(engine_path, side, sidecar, build_seconds, warnings)
+
+
+# -- sidecar -------------------------------------------------------------------------------
+def sidecar_path(engine_path: str | Path) -> Path:
+    """engines/NAME.engine -> engines/NAME.engine.json"""
+    engine_path = Path(engine_path)
+    return engine_path.with_name(engine_path.name + ".json")
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def new_sidecar(*, engine_bytes: bytes, engine_name: str, onnx_path: str | Path, contract: dict, precision: str,
+                tensorrt_version: str, gpu_name: str | None, compute_capability, profile: dict, inputs: list[dict],
+                outputs: list[dict], layers: dict, build_seconds: float, builder: dict | None = None) -> dict:
+    """The sidecar dict for one engine; `compute_capability` as (9, 0), "9.0" or "sm_90"."""
+    from .. import __version__
+
+    return validate_sidecar({
+        "format": SIDECAR_FORMAT,
+        "version": SIDECAR_VERSION,
+        "reid_export_version": __version__,
+        "engine": {"file": engine_name, "sha256": hashlib.sha256(engine_bytes).hexdigest(), "bytes": len(engine_bytes)},
+        "tensorrt_version": tensorrt_version,
+        "gpu": {"name": gpu_name,
+                "compute_capability": None if compute_capability is None else _capability(compute_capability)},
+        "profile": {"input": profile["input"], **{k: [int(d) for d in profile[k]] for k in ("min", "opt", "max")}},
+        "precision": precision,
+        "builder": builder or {},
+        "onnx": {"file": str(onnx_path), "sha256": file_sha256(onnx_path)},
+        "preprocess": contract,
+        "inputs": inputs,
+        "outputs": outputs,
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "build_seconds": round(float(build_seconds), 3),
+        "layers": layers,
+    }, source="new sidecar")
+
+
+def write_sidecar(engine_path: str | Path, sidecar: dict) -> Path:
+    """Write NAME.engine.json next to the engine (atomically); returns its path."""
+    path = sidecar_path(engine_path)
+    validate_sidecar(sidecar, source=str(path))
+    _atomic_write(path, (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode())
+    return path
+
+
+def read_sidecar(engine_path: str | Path, *, verify_engine: bool = True) -> dict:
+    """The sidecar of `engine_path`, validated; with `verify_engine`, also that it describes this very file."""
+    engine_path = Path(engine_path)
+    rebuild = f"rebuild with `reid-export trt MODEL.onnx -o {engine_path} --overwrite`"
+    if not engine_path.is_file():
+        raise ExportError(f"{engine_path}: no such TensorRT engine; build one with `reid-export trt MODEL.onnx -o {engine_path}`")
+    path = sidecar_path(engine_path)
+    if not path.is_file():
+        raise ExportError(
+            f"{engine_path}: no sidecar {path.name} next to it (it records the TensorRT version, GPU, batch profile "
+            f"and preprocessing contract); engines need the sidecar written by reid-export trt; {rebuild}"
+        )
+    try:
+        sidecar = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ExportError(f"{path}: not valid JSON ({e}); {rebuild}") from e
+    validate_sidecar(sidecar, source=str(path))
+    if verify_engine:
+        found = file_sha256(engine_path)
+        if found != sidecar["engine"]["sha256"]:
+            raise ExportError(
+                f"{engine_path} does not match its sidecar {path.name} (sha256 {sidecar['engine']['sha256'][:12]}... "
+                f"recorded, {found[:12]}... found): the engine was replaced without its sidecar; {rebuild}"
+            )
+    return sidecar
+
+
+def validate_sidecar(sidecar: dict, *, source: str = "sidecar") -> dict:
+    """Check a sidecar has the fields the runtime needs; returns it unchanged."""
+    if not isinstance(sidecar, dict) or sidecar.get("format") != SIDECAR_FORMAT:
+        raise ExportError(f"{source}: not a reid-export TensorRT sidecar (expected format {SIDECAR_FORMAT!r}); "
+                          "rebuild the engine with `reid-export trt`")
+    if not isinstance(sidecar.get("version"), int) or sidecar["version"] > SIDECAR_VERSION:
+        raise ExportError(f"{source}: sidecar version {sidecar.get('version')!r}, this reid-export reads up to "
+                          f"{SIDECAR_VERSION}; upgrade reid-export or rebuild the engine")
+    missing = [k for k in _SIDECAR_KEYS if k not in sidecar]
+    if missing:
+        raise ExportError(f"{source}: sidecar lacks {', '.join(missing)}; rebuild the engine with `reid-export trt`")
+    prof = sidecar["profile"]
+    if not all(isinstance(prof.get(k), list) and len(prof[k]) == 4 for k in ("min", "opt", "max")):
+        raise ExportError(f"{source}: profile needs min/opt/max shapes of 4 dimensions (N, C, H, W), got {prof}")
+    return sidecar
+
+
+def check_compatible(sidecar: dict, *, trt_version: str, gpu_name: str | None, compute_capability,
+                     batch: int | None = None, input_shape=None) -> None:
+    """Refuse, naming both sides, an engine built for another TensorRT version or GPU, a batch outside its
+    profile or an input shape other than its (C, H, W). `input_shape` is (C, H, W) or (N, C, H, W)."""
+    built_trt, gpu = sidecar["tensorrt_version"], sidecar["gpu"]
+    here_cc = None if compute_capability is None else _capability(compute_capability)
+    mismatch = built_trt != trt_version
+    if gpu.get("name") is not None and gpu_name is not None and gpu["name"] != gpu_name:
+        mismatch = True
+    if gpu.get("compute_capability") is not None and here_cc is not None and gpu["compute_capability"] != here_cc:
+        mismatch = True
+    if mismatch:
+        raise RuntimeUnavailable(
+            f"engine built with TensorRT {built_trt} on {gpu.get('name') or 'an unrecorded GPU'} "
+            f"({_sm(gpu.get('compute_capability'))}) cannot run here: TensorRT {trt_version} on "
+            f"{gpu_name or 'an unknown GPU'} ({_sm(here_cc)}). TensorRT engines only run on the TensorRT version and "
+            f"GPU model they were built for; rebuild it on this machine with "
+            f"`reid-export trt {sidecar['onnx']['file']} -o ENGINE --overwrite`"
+        )
+    prof = sidecar["profile"]
+    if input_shape is not None:
+        shape = tuple(int(d) for d in input_shape)
+        if len(shape) == 4:
+            batch, shape = shape[0] if batch is None else batch, shape[1:]
+        if shape != tuple(prof["min"][1:]):
+            raise ReidExportError(
+                f"input shape {shape} does not match the engine's {tuple(prof['min'][1:])} (C, H, W) from its "
+                "preprocessing contract; preprocess images with runtime.contract"
+            )
+    if batch is not None:
+        check_batch(sidecar, batch)
+
+
+def check_batch(sidecar: dict, batch: int) -> None:
+    """Refuse a batch size outside the engine's optimisation profile [min, max]."""
+    lo, hi = sidecar["profile"]["min"][0], sidecar["profile"]["max"][0]
+    if not lo <= batch <= hi:
+        raise ReidExportError(
+            f"batch of {batch} is outside the engine's optimisation profile [{lo}, {hi}]; split it into batches of "
+            f"at most {hi}, or rebuild with `reid-export trt ... --min-batch {min(lo, batch)} "
+            f"--max-batch {max(hi, batch)}`"
+        )
+
+
+# -- layer precisions ------------------------------------------------------------------------
+_PRECISION_PATTERNS = [  # first match wins; word boundaries keep UInt8 from matching Int8, BFloat16 from Float
+    ("bf16", r"\b(bfloat16|bf16)\b"), ("fp8", r"\bfp8\b"), ("int4", r"\bint4\b"), ("uint8", r"\buint8\b"),
+    ("int8", r"\bint8\b"), ("fp16", r"\b(fp16|half)\b"), ("int32", r"\bint32\b"), ("int64", r"\bint64\b"),
+    ("bool", r"\bbool\b"), ("fp32", r"\b(fp32|float)\b"),
+]
+# narrowest first: a layer runs at the narrowest float/quantised type among its inputs
+_RANK = {"int4": 0, "fp8": 1, "int8": 2, "fp16": 3, "bf16": 3, "fp32": 4}
+# layers that move or convert data rather than compute; they are counted but never called a fallback
+_BOOKKEEPING = {"reformat", "noop", "constant", "shuffle", "identity", "cast", "shape", "signal", "wait"}
+
+
+def layer_precision_summary(inspector_json: dict, *, expected: str | None = None) -> dict:
+    """Per-layer precision from the engine inspector's JSON (`get_engine_information(JSON)`).
+
+    TensorRT 10 describes each layer tensor with one "Format/Datatype" string ("Row major linear FP32",
+    "Thirty-two wide channel vectorized row major Int8 format", "Half", ...); TensorRT 11 splits it into
+    "Format" and "DataType", and both are read. Layers are only described in full when the engine was
+    built with DETAILED profiling verbosity. With `expected` "fp16"/"int8", compute layers left in FP32
+    are listed in a warning."""
+    raw = inspector_json.get("Layers", []) if isinstance(inspector_json, dict) else []
+    per_layer, counts, detailed = [], {}, True
+    for layer in raw:
+        if not isinstance(layer, dict):  # layer names only: built without DETAILED verbosity
+            detailed = False
+            per_layer.append({"name": str(layer), "type": "?", "precision": "unknown"})
+        else:
+            per_layer.append({"name": str(layer.get("Name", "?")), "type": str(layer.get("LayerType", "?")),
+                              "precision": _layer_precision(layer)})
+        counts[per_layer[-1]["precision"]] = counts.get(per_layer[-1]["precision"], 0) + 1
+    warnings = []
+    if raw and not detailed:
+        warnings.append("layer precisions unknown: the engine was built without DETAILED profiling verbosity")
+    compute = [p for p in per_layer if p["type"].lower() not in _BOOKKEEPING and p["precision"] in _RANK]
+    fp32 = [p["name"] for p in compute if p["precision"] == "fp32"]
+    if expected in ("fp16", "int8") and fp32:
+        shown = ", ".join(fp32[:5]) + (f" (+{len(fp32) - 5} more)" if len(fp32) > 5 else "")
+        warnings.append(
+            f"{len(fp32)} of {len(compute)} compute layers fell back to FP32 in this {expected.upper()} engine: "
+            f"{shown}. TensorRT found no {expected.upper()} kernel for them (or the graph keeps them in FP32); "
+            "check accuracy and speed with `reid-export bench`; the sidecar lists every layer"
+        )
+    return {"layers": len(per_layer), "counts": counts, "compute_layers": len(compute), "fp32_compute_layers": fp32,
+            "expected": expected, "detailed": detailed, "warnings": warnings, "per_layer": per_layer}
+
+
+# -- TensorRT plumbing shared with the runtime -------------------------------------------------
+def import_tensorrt():
+    """`import tensorrt` (10 or newer), or RuntimeUnavailable saying how to get it."""
+    try:
+        import tensorrt
+    except (ImportError, OSError) as e:
+        raise RuntimeUnavailable(
+            f"TensorRT is not installed ({type(e).__name__}: {e}). TensorRT needs an NVIDIA GPU and driver: on such "
+            "a machine run `pip install tensorrt` (it fetches NVIDIA's CUDA wheels), or work inside NVIDIA's TensorRT "
+            "container (nvcr.io/nvidia/tensorrt). It cannot work on a machine without an NVIDIA GPU; use the "
+            "onnxruntime runtime there"
+        ) from e
+    if _major(tensorrt.__version__) < 10:
+        raise RuntimeUnavailable(f"TensorRT {tensorrt.__version__} is too old: reid-export uses the TensorRT 10+ "
+                                 "API (named I/O tensors, execute_async_v3); `pip install -U tensorrt`")
+    return tensorrt
+
+
+def tensorrt_logger(trt, messages: list[str]):
+    """A TensorRT logger that prints warnings and errors and keeps them for error messages."""
+
+    shown = {trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR, trt.ILogger.Severity.WARNING}
+
+    class _Logger(trt.ILogger):  # the documented way: subclass ILogger and call its __init__ explicitly
+        def __init__(self):
+            trt.ILogger.__init__(self)
+
+        def log(self, severity, msg):
+            if severity in shown:
+                messages.append(f"[TensorRT {severity.name}] {msg}")
+                print(messages[-1], file=sys.stderr, flush=True)
+
+    return _Logger()  # TensorRT needs the logger alive as long as anything created with it
+
+
+# -- private helpers -------------------------------------------------------------------------
+def _major(version: str) -> int:
+    try:
+        return int(str(version).split(".")[0])
+    except ValueError:
+        raise RuntimeUnavailable(f"cannot read the TensorRT version {version!r}; reinstall tensorrt") from None
+
+
+def _resolve_typing(settings: BuildSettings, major: int, precision: str) -> bool:
+    if settings.fp16_flag and major >= 11:
+        raise ExportError(
+            "--fp16-flag: TensorRT 11 removed BuilderFlag.FP16 (networks are always strongly typed and take their "
+            "precision from the graph); export an FP16 graph with `reid-export onnx CKPT --precision fp16` "
+            "and build that without --fp16-flag"
+        )
+    if settings.fp16_flag and precision == "fp16":
+        raise ExportError("--fp16-flag on an ONNX graph that is already FP16 adds nothing; drop --fp16-flag")
+    if major >= 11:
+        if settings.strongly_typed is False:
+            raise ExportError("TensorRT 11 builds only strongly typed networks; leave strongly_typed unset")
+        return True
+    return not settings.fp16_flag if settings.strongly_typed is None else settings.strongly_typed
+
+
+def _capability(value) -> str:
+    """(9, 0) / "9.0" / "sm_90" / "90" -> "9.0"."""
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return f"{int(value[0])}.{int(value[1])}"
+    text = str(value).strip().lower().removeprefix("sm_")
+    if re.fullmatch(r"\d+\.\d+", text):
+        return text
+    if re.fullmatch(r"\d{2,3}", text):
+        return f"{text[:-1]}.{text[-1]}"
+    raise ReidExportError(f"cannot read the compute capability {value!r}; give (9, 0), '9.0' or 'sm_90'")
+
+
+def _sm(capability) -> str:
+    return "sm_?" if capability is None else "sm_" + _capability(capability).replace(".", "")
+
+
+def _gpu_info() -> tuple[str | None, str | None]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None, None
+    return torch.cuda.get_device_name(), _capability(torch.cuda.get_device_capability())
+
+
+def _parser_errors(parser) -> list[str]:
+    lines = []
+    for i in range(parser.num_errors):
+        err = parser.get_error(i)
+        node = _call(err, "node_name") or f"#{_call(err, 'node')}"
+        op = _call(err, "node_operator")
+        lines.append(f"  node {node}{f' ({op})' if op else ''}: {_call(err, 'desc')} [{_call(err, 'code')}]")
+    return lines or ["  (the parser reported no detail)"]
+
+
+def _call(obj, method: str):
+    try:
+        return getattr(obj, method)()
+    except Exception:  # older bindings lack node_name()/node_operator()
+        return None
+
+
+def _profile_shapes(network, chw: tuple[int, int, int], settings: BuildSettings, onnx_path: Path):
+    if network.num_inputs != 1:
+        raise ExportError(f"{onnx_path}: expected one input (N, 3, H, W), found {network.num_inputs}; "
+                          "export with `reid-export onnx`")
+    tensor = network.get_input(0)
+    dims = tuple(int(d) for d in tensor.shape)
+    if len(dims) != 4 or dims[1:] != tuple(chw):
+        raise ExportError(f"{onnx_path}: input {tensor.name!r} has shape {dims}, its preprocessing contract says "
+                          f"(N, {', '.join(map(str, chw))}); re-export with `reid-export onnx`")
+    if dims[0] != -1 and not dims[0] == settings.min_batch == settings.max_batch:
+        raise ExportError(f"{onnx_path}: the batch axis is fixed at {dims[0]}, so batches {settings.min_batch}.."
+                          f"{settings.max_batch} cannot be served; re-export with a dynamic batch (`reid-export onnx`)")
+    return tensor.name, [[b, *chw] for b in settings.batch_range]
+
+
+def _attach_timing_cache(config, path):
+    """Load the timing cache file when present (else start empty) and attach it; (cache, note) or (None, None)."""
+    if path is None:
+        return None, None
+    path, note = Path(path), None
+    blob = path.read_bytes() if path.is_file() else b""
+    cache = config.create_timing_cache(blob)
+    # ignore_mismatch=False: a cache from another GPU or TensorRT version is rejected, not merged
+    if not config.set_timing_cache(cache, ignore_mismatch=False):
+        note = f"timing cache {path} was made on another GPU or TensorRT version; starting a new one"
+        cache = config.create_timing_cache(b"")
+        config.set_timing_cache(cache, ignore_mismatch=False)
+    return cache, note
+
+
+def _inspect(trt, logger, engine_bytes: bytes, input_name: str, opt_shape: list[int]) -> tuple[dict, dict]:
+    """Deserialize the fresh engine: inspector JSON (at the opt shape, so formats are concrete) and I/O tensors."""
+    runtime = trt.Runtime(logger)
+    engine = runtime.deserialize_cuda_engine(engine_bytes)
+    if engine is None:
+        raise ExportError("TensorRT built an engine it cannot deserialize; see the TensorRT messages above")
+    context = engine.create_execution_context()
+    context.set_input_shape(input_name, opt_shape)
+    inspector = engine.create_engine_inspector()
+    # without a context whose input shapes are set, dynamic-shape layers report no format information
+    inspector.execution_context = context
+    info = json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
+    io = {"inputs": [], "outputs": []}
+    for i in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(i)
+        kind = "inputs" if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else "outputs"
+        io[kind].append({"name": name, "dtype": _dtype_name(trt, engine.get_tensor_dtype(name)),
+                         "shape": [int(d) for d in engine.get_tensor_shape(name)]})
+    del inspector, context, engine, runtime
+    return info, io
+
+
+def _dtype_name(trt, dtype) -> str:
+    """trt.DataType.FLOAT -> "float32" (numpy's name where TensorRT maps it, else TensorRT's)."""
+    try:
+        import numpy as np
+
+        return np.dtype(trt.nptype(dtype)).name
+    except (TypeError, ValueError):
+        return str(dtype).split(".")[-1].lower()
+
+
+def _layer_precision(layer: dict) -> str:
+    def of(tensors) -> list[str]:
+        found = []
+        for t in tensors if isinstance(tensors, list) else []:
+            if isinstance(t, dict):
+                text = " ".join(str(t.get(k, "")) for k in ("DataType", "Datatype", "Format/Datatype", "Format"))
+                found.append(_precision_of(text))
+        return [p for p in found if p != "unknown"]
+
+    found = of(layer.get("Inputs")) or of(layer.get("Outputs"))
+    floats = [p for p in found if p in _RANK]
+    if floats:
+        return min(floats, key=_RANK.__getitem__)
+    return found[0] if found else "unknown"
+
+
+def _precision_of(text: str) -> str:
+    text = text.lower()
+    for name, pattern in _PRECISION_PATTERNS:
+        if re.search(pattern, text):
+            return name
+    return "unknown"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
