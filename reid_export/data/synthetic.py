@@ -11,6 +11,7 @@ Layout, as Market-1501 (128 x 64 JPEG boxes, ``PPPP_cCsS_FFFFFF_BB.jpg``)::
     out_dir/bounding_box_train/   training ids, 0001 upwards
     out_dir/bounding_box_test/    gallery: test ids, 0000 distractors, -1 junk
     out_dir/query/                one image per camera per test id
+    out_dir/market_attribute.mat  the 27 attribute codes per id, official layout (train / test)
 
 Every random choice comes from a numpy Generator seeded by (seed, camera), (seed, identity) or
 (seed, image), so a seed always gives the same bytes whatever order images are written in.
@@ -28,7 +29,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from ..errors import DataError
-from .attributes import ATTRIBUTE_NAMES, LOWER_COLOURS, UPPER_COLOURS
+from .attributes import ATTRIBUTE_FILE, ATTRIBUTE_NAMES, LOWER_COLOURS, UPPER_COLOURS, save_market_attributes
 
 __all__ = ["SynthSummary", "generate_market1501", "SPLIT_FOLDERS", "IMAGE_SIZE", "JPEG_QUALITY"]
 
@@ -72,8 +73,9 @@ def generate_market1501(
     cameras (inclusive range). A train id gets ``train_images`` boxes over its cameras; a test id
     gets ``gallery_images`` gallery boxes over its cameras plus one query per camera, so every
     query has a match on another camera. ``distractors`` (pid 0000, other people) and ``junk``
-    (pid -1, partial or empty boxes) go to the gallery only. Refuses to touch a split folder
-    that already holds files.
+    (pid -1, partial or empty boxes) go to the gallery only. The attributes drawn are written to
+    ``market_attribute.mat`` (train ids under ``train``, test ids under ``test``). Refuses to
+    touch a split folder that already holds files, or an existing ``market_attribute.mat``.
     """
     _check_arguments(train_ids, test_ids, seed, distractors, junk, train_images, gallery_images, cameras_per_id)
     out = Path(out_dir)
@@ -103,6 +105,10 @@ def generate_market1501(
             image = _render_shot(shot, people.get(shot.pid), cameras, seed)
             image.save(out / SPLIT_FOLDERS[shot.split] / shot.name, format="JPEG", quality=JPEG_QUALITY)
             advance()
+    save_market_attributes(out / ATTRIBUTE_FILE, {
+        split: {pid: people[pid].attributes for pid in pids if (pid <= train_ids) == (split == "train")}
+        for split in ("train", "test")
+    })
 
     seconds = time.perf_counter() - start
     counts = {
@@ -206,6 +212,11 @@ def _check_out_dir(out: Path) -> None:
                 f"refusing to write the synthetic data set into {path}: that folder already holds files. "
                 f"Pick an empty out_dir, or delete {path} first if you no longer need it."
             )
+    if (out / ATTRIBUTE_FILE).exists():
+        raise DataError(
+            f"refusing to write the synthetic data set into {out}: {ATTRIBUTE_FILE} already exists there. "
+            f"Pick an empty out_dir, or delete {out / ATTRIBUTE_FILE} first if you no longer need it."
+        )
 
 
 @contextlib.contextmanager

@@ -42,7 +42,7 @@ def test_layout_and_names_follow_market1501(tiny):
         with Image.open(files[0]) as image:
             assert (image.format, image.mode, image.size) == ("JPEG", "RGB", (64, 128))
     assert len(names) == len(set(names)), "file names must be unique across the three folders"
-    assert sorted(p.name for p in tiny.out_dir.iterdir()) == sorted(SPLIT_FOLDERS.values())
+    assert sorted(p.name for p in tiny.out_dir.iterdir()) == sorted([*SPLIT_FOLDERS.values(), "market_attribute.mat"])
 
 
 def test_same_seed_writes_the_same_bytes_and_another_seed_does_not(tiny, tmp_path):
