@@ -7,6 +7,8 @@ For each model spec (runtime + artefact) one row:
   agreement       cosine_min / cosine_mean / max_abs_diff of its embeddings against the reference row
   deltas          delta_rank1 / delta_mAP / delta_mINP (points) against the reference row, the first
                   PyTorch FP32 row if there is one
+  attributes      attr_mean_accuracy (official 12 columns) and attr_mA, when the runtime outputs
+                  attributes and the data folder has market_attribute.mat (test-split labels)
 
 A failing runtime becomes a row with its reason; it never stops the sweep.
 """
@@ -64,6 +66,7 @@ def run_bench(data_root: str | Path, specs: list[ModelSpec], settings: BenchSett
         "q_pids": np.array([s.pid for s in data.query]), "q_camids": np.array([s.camid for s in data.query]),
         "g_pids": np.array([s.pid for s in data.gallery]), "g_camids": np.array([s.camid for s in data.gallery]),
     }
+    ids["attribute_truth"] = _attribute_truth(data)
     decoded: dict[tuple, np.ndarray] = {}  # one decode per input size, shared by every runtime
     rows, embeddings = [], []
     for spec in specs:
@@ -125,8 +128,9 @@ def _bench_one(spec: ModelSpec, settings: BenchSettings, eval_paths, decoded, id
             images = decoded[key]
             row["throughput"] = {str(bs): _time_batches(runtime, images, bs, settings) for bs in settings.batch_sizes}
             t0 = time.perf_counter()
-            emb = extract_embeddings(runtime, images, batch_size=settings.eval_batch_size,
-                                     progress=settings.progress)["embedding"]
+            outputs = extract_embeddings(runtime, images, batch_size=settings.eval_batch_size,
+                                         progress=settings.progress)
+            emb = outputs["embedding"]
             row["extract_seconds"] = round(time.perf_counter() - t0, 3)
     except RuntimeUnavailable as e:
         return {**row, "status": f"skipped: {e}"}, None
@@ -137,7 +141,36 @@ def _bench_one(spec: ModelSpec, settings: BenchSettings, eval_paths, decoded, id
     metrics = evaluate_ranking(distmat, ids["q_pids"], ids["g_pids"], ids["q_camids"], ids["g_camids"])
     row.update({k: round(float(metrics[k]), 3) for k in ("rank1", "rank5", "rank10", "mAP", "mINP")})
     row["num_valid_queries"] = int(metrics["num_valid_queries"])
+    if "attributes" in outputs and ids["attribute_truth"] is not None:
+        row.update(_attribute_scores(outputs["attributes"], *ids["attribute_truth"]))
     return row, emb
+
+
+def _attribute_truth(data) -> tuple[np.ndarray, np.ndarray] | None:
+    """(row indices into query+gallery, true codes (M, 27)) for images whose pid has test-split labels
+    in ROOT/market_attribute.mat; None when the file is absent."""
+    from .data.attributes import ATTRIBUTE_FILE, codes_to_array, load_market_attributes
+
+    if not (data.root / ATTRIBUTE_FILE).is_file():
+        return None
+    labels = load_market_attributes(data.root / ATTRIBUTE_FILE)["test"]
+    samples = data.query + data.gallery
+    rows = [i for i, s in enumerate(samples) if s.pid in labels]
+    if not rows:
+        return None
+    return np.array(rows), codes_to_array([labels[samples[i].pid] for i in rows])
+
+
+def _attribute_scores(probs: np.ndarray, rows: np.ndarray, truth: np.ndarray) -> dict:
+    from .data.attributes import codes_to_array, decode_predictions
+    from .metrics import attribute_metrics
+    from .model import split_attributes
+
+    parts = split_attributes(probs[rows])
+    pred = codes_to_array(decode_predictions(parts["age"], parts["binary"], parts["upper"], parts["lower"]))
+    m = attribute_metrics(pred, truth)
+    return {"attr_mean_accuracy": round(float(m["mean_accuracy_12"]), 3), "attr_mA": round(float(m["mA"]), 3),
+            "attr_images": int(len(rows))}
 
 
 def _time_batches(runtime, images: np.ndarray, batch_size: int, settings: BenchSettings) -> dict:

@@ -77,6 +77,7 @@ def onnx(
     int8_activations: Annotated[str, typer.Option(help="INT8 activations: uint8 (fastest on x86 CPUs) | int8 (symmetric, for TensorRT).")] = "uint8",
     opset: Annotated[int, typer.Option(help="ONNX opset (17 or newer).")] = 18,
     l2_normalize: Annotated[bool, typer.Option(help="L2-normalise the embedding inside the graph.")] = True,
+    with_attributes: Annotated[bool, typer.Option(help="Also output the attribute probabilities (N x 30).")] = False,
     height: Annotated[Optional[int], typer.Option(help="Input height, for a bare backbone (default 128).")] = None,
     width: Annotated[Optional[int], typer.Option(help="Input width, for a bare backbone (default 64).")] = None,
     exporter: Annotated[str, typer.Option(help="dynamo | torchscript.")] = "dynamo",
@@ -101,7 +102,7 @@ def onnx(
     int8 = Int8Settings(method=calib_method, num_images=calib_images, activations=int8_activations)
     path = export_at_precision(model, output, precision=precision, calib_data=calib_data, int8=int8,
                                overwrite=overwrite, progress=not quiet, opset=opset, l2_normalize=l2_normalize,
-                               exporter=exporter)
+                               with_attributes=with_attributes, exporter=exporter)
     typer.echo(f"wrote {path} ({precision}, opset {opset}, input {model.config.preprocess.height}x"
                f"{model.config.preprocess.width}, embedding {model.config.embedding_dim}-D)")
     batch, source = sample_batch(model.config.preprocess, data, n=32)

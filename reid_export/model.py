@@ -1,10 +1,15 @@
-"""ReidNet: a torchvision ResNet backbone, an optional BNNeck, an ID classifier head.
+"""ReidNet: a torchvision ResNet backbone, an optional BNNeck, an ID classifier head, attribute heads.
 
 Reading order: the config, the network, its builder, then weight-loading helpers.
 
     features = model.forward_features(x)   # (N, C) globally pooled backbone output
     emb = model.embed(x)                   # the embedding that is exported and ranked
-    out = model(x)                         # training: dict with features, embedding, logits
+    out = model(x)                         # training: dict with features, embedding, logits, attributes
+    probs = attribute_probabilities(out["attributes"])   # (N, 30): age softmax | 9 binary | 8 + 9 colours
+
+The attribute heads sit on the shared embedding: age is a 4-way softmax, the 9 binary attributes
+and the 8 upper / 9 lower colours are independent sigmoids (real labels mark none or several
+colours for some ids).
 
 The backbone is held as `nn.Sequential(conv1, bn1, relu, maxpool, layer1..layer4)`, the same
 indices as the seed notebook's `nn.Sequential(*list(resnet.children())[:-1])`, so its
@@ -20,9 +25,11 @@ import torch
 from torch import nn
 
 from .contract import Preprocess
+from .data.attributes import NUM_AGE_CLASSES, NUM_BINARY, NUM_LOWER_COLOURS, NUM_UPPER_COLOURS
 from .errors import CheckpointError
 
-__all__ = ["ARCHS", "ModelConfig", "ReidNet", "build_model", "load_backbone_weights", "infer_arch"]
+__all__ = ["ARCHS", "ATTRIBUTE_LOGITS", "ModelConfig", "ReidNet", "build_model", "load_backbone_weights", "infer_arch",
+           "attribute_probabilities", "split_attributes"]
 
 # arch -> (blocks per stage, bottleneck?, embedding dim)
 ARCHS: dict[str, tuple[tuple[int, int, int, int], bool, int]] = {
@@ -31,6 +38,10 @@ ARCHS: dict[str, tuple[tuple[int, int, int, int], bool, int]] = {
     "resnet50": ((3, 4, 6, 3), True, 2048),
     "resnet101": ((3, 4, 23, 3), True, 2048),
 }
+# attribute head layout: age classes | binary attributes | upper colours | lower colours
+_ATTRIBUTE_GROUPS = (("age", NUM_AGE_CLASSES), ("binary", NUM_BINARY), ("upper", NUM_UPPER_COLOURS),
+                     ("lower", NUM_LOWER_COLOURS))
+ATTRIBUTE_LOGITS = sum(n for _, n in _ATTRIBUTE_GROUPS)
 _TV_NAMES = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
 
 
@@ -41,6 +52,7 @@ class ModelConfig:
     neck: str = "none"  # "none": embedding = pooled feature; "bnneck": BN after pooling (Luo et al.)
     last_stride: int = 2  # 1 doubles the final feature map (BoT trick)
     zero_init_residual: bool = False  # zero the last BN of every residual block at init
+    attributes: bool = False  # add the 27 Market-1501 attribute heads (30 logits) on the embedding
     preprocess: Preprocess = field(default_factory=Preprocess)  # the input contract
 
     def __post_init__(self) -> None:
@@ -85,6 +97,7 @@ class ReidNet(nn.Module):
         self.classifier = nn.Linear(dim, config.num_classes, bias=False) if config.num_classes > 0 else None
         if self.classifier is not None:
             nn.init.normal_(self.classifier.weight, std=0.001)
+        self.attribute_head = nn.Linear(dim, ATTRIBUTE_LOGITS) if config.attributes else None
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Globally pooled backbone output, (N, C)."""
@@ -100,7 +113,24 @@ class ReidNet(nn.Module):
         out = {"features": features, "embedding": embedding}
         if self.classifier is not None:
             out["logits"] = self.classifier(embedding)
+        if self.attribute_head is not None:
+            out["attributes"] = self.attribute_head(embedding)
         return out
+
+
+def split_attributes(values: torch.Tensor) -> dict[str, torch.Tensor]:
+    """(N, 30) attribute logits or probabilities -> {"age": (N, 4), "binary": (N, 9), "upper": (N, 8), "lower": (N, 9)}."""
+    out, start = {}, 0
+    for name, size in _ATTRIBUTE_GROUPS:
+        out[name] = values[:, start:start + size]
+        start += size
+    return out
+
+
+def attribute_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Attribute logits -> probabilities in the same layout: softmax over age, sigmoid elsewhere."""
+    parts = split_attributes(logits)
+    return torch.cat([parts["age"].softmax(dim=1), logits[:, _ATTRIBUTE_GROUPS[0][1]:].sigmoid()], dim=1)
 
 
 def build_model(config: ModelConfig, *, init: str = "random") -> ReidNet:

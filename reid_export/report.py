@@ -44,6 +44,9 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     for bs in batch_sizes:
         header += [f"img/s @{bs}", f"p50 ms @{bs}", f"p99 ms @{bs}"]
     header += ["Rank-1", "Rank-5", "Rank-10", "mAP", "mINP", "ΔRank-1", "ΔmAP", "cos min", "cos mean"]
+    with_attributes = any("attr_mA" in row for row in report["rows"])
+    if with_attributes:
+        header += ["attr acc", "attr mA"]
     cells = []
     for row in report["rows"]:
         line = [row["runtime"], row.get("precision", "-"), row.get("provider", "-"), row["status"]]
@@ -53,6 +56,8 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
         line += [_fmt(row.get(k), 2) for k in ("rank1", "rank5", "rank10", "mAP", "mINP")]
         line += [_fmt(row.get(k), 2, signed=True) for k in ("delta_rank1", "delta_mAP")]
         line += [_fmt(row.get(k), 6) for k in ("cosine_min", "cosine_mean")]
+        if with_attributes:
+            line += [_fmt(row.get(k), 2) for k in ("attr_mean_accuracy", "attr_mA")]
         cells.append(line)
     return header, cells
 

@@ -10,9 +10,10 @@ from reid_export.model import ModelConfig, ReidNet
 TINY = Preprocess(height=64, width=32)
 
 
-def make_tiny_model(num_classes: int = 8, neck: str = "bnneck", seed: int = 0) -> ReidNet:
+def make_tiny_model(num_classes: int = 8, neck: str = "bnneck", seed: int = 0, attributes: bool = False) -> ReidNet:
     torch.manual_seed(seed)
-    model = ReidNet(ModelConfig(arch="resnet18", num_classes=num_classes, neck=neck, preprocess=TINY)).eval()
+    config = ModelConfig(arch="resnet18", num_classes=num_classes, neck=neck, preprocess=TINY, attributes=attributes)
+    model = ReidNet(config).eval()
     # random BN statistics so the network is not near-identity and differences would show
     for m in model.modules():
         if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm1d)):

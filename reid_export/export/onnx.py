@@ -1,4 +1,5 @@
-"""ONNX export: a ReidNet -> `input` (N, 3, H, W) float32 -> `embedding` (N, D) float32.
+"""ONNX export: a ReidNet -> `input` (N, 3, H, W) float32 -> `embedding` (N, D) float32
+[+ `attributes` (N, 30) float32 probabilities with `with_attributes`].
 
 The batch axis is dynamic. The preprocessing contract, the model description and the precision are
 written into the ONNX metadata (`metadata_props`), and `read_metadata` / `read_contract` are how every
@@ -20,33 +21,40 @@ from ..contract import METADATA_KEY, Preprocess
 from ..errors import ExportError
 from ..model import ReidNet
 
-__all__ = ["DEFAULT_OPSET", "INPUT_NAME", "EMBEDDING_NAME", "export_onnx", "read_metadata", "read_contract"]
+__all__ = ["DEFAULT_OPSET", "INPUT_NAME", "EMBEDDING_NAME", "ATTRIBUTES_NAME", "export_onnx", "read_metadata",
+           "read_contract", "check_parity"]
 
 DEFAULT_OPSET = 18
 INPUT_NAME = "input"
 EMBEDDING_NAME = "embedding"
+ATTRIBUTES_NAME = "attributes"
 MODEL_KEY = "reid_export.model"
 PRECISION_KEY = "reid_export.precision"
 VERSION_KEY = "reid_export.version"
 
 
 class EmbeddingModel(nn.Module):
-    """What gets exported: image batch -> embedding, L2-normalised when the contract says so."""
+    """What gets exported: image batch -> embedding (L2-normalised when the contract says so),
+    and with `with_attributes` also the attribute probabilities (softmax age, sigmoid elsewhere)."""
 
-    def __init__(self, model: ReidNet, l2_normalize: bool):
+    def __init__(self, model: ReidNet, l2_normalize: bool, with_attributes: bool = False):
         super().__init__()
         self.model = model
         self.l2_normalize = l2_normalize
+        self.with_attributes = with_attributes
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor):
+        from ..model import attribute_probabilities
+
         emb = self.model.embed(x)
-        if self.l2_normalize:
-            emb = nn.functional.normalize(emb, dim=1)
-        return emb
+        out = nn.functional.normalize(emb, dim=1) if self.l2_normalize else emb
+        if self.with_attributes:
+            return out, attribute_probabilities(self.model.attribute_head(emb))
+        return out
 
 
 def export_onnx(model: ReidNet, out: str | Path, *, opset: int = DEFAULT_OPSET, l2_normalize: bool = True,
-                overwrite: bool = False, exporter: str = "dynamo") -> Path:
+                with_attributes: bool = False, overwrite: bool = False, exporter: str = "dynamo") -> Path:
     """Export `model` to `out` with a dynamic batch axis and the contract in its metadata.
 
     `exporter`: "dynamo" (torch.export based, the default) or "torchscript" (the legacy tracer, kept as a
@@ -63,14 +71,18 @@ def export_onnx(model: ReidNet, out: str | Path, *, opset: int = DEFAULT_OPSET, 
         raise ExportError(f"opset {opset} is too old; reid-export exports opset 17 or newer")
     if exporter not in ("dynamo", "torchscript"):
         raise ExportError(f"unknown exporter {exporter!r}; choose 'dynamo' or 'torchscript'")
+    if with_attributes and model.attribute_head is None:
+        raise ExportError("--with-attributes: this model has no attribute heads; train with attributes "
+                          "(a recipe with `attributes = true` and a market_attribute.mat) or export without it")
     out.parent.mkdir(parents=True, exist_ok=True)
 
     contract = _contract_with(model.config.preprocess, l2_normalize)
-    wrapper = EmbeddingModel(model, l2_normalize).eval().cpu()
+    wrapper = EmbeddingModel(model, l2_normalize, with_attributes).eval().cpu()
+    outputs = [EMBEDDING_NAME, ATTRIBUTES_NAME] if with_attributes else [EMBEDDING_NAME]
     example = torch.zeros(2, *contract.input_shape)
     tmp = out.with_name(f".{out.name}.tmp")
     try:
-        _torch_export(wrapper, example, tmp, opset, exporter)
+        _torch_export(wrapper, example, tmp, opset, exporter, outputs)
         proto = onnx.load(str(tmp))
         meta = {
             METADATA_KEY: contract.to_json(),
@@ -129,18 +141,19 @@ def _contract_with(contract: Preprocess, l2_normalize: bool) -> Preprocess:
     return replace(contract, l2_normalized=l2_normalize)
 
 
-def _torch_export(wrapper: nn.Module, example: torch.Tensor, path: Path, opset: int, exporter: str) -> None:
+def _torch_export(wrapper: nn.Module, example: torch.Tensor, path: Path, opset: int, exporter: str,
+                  outputs: list[str]) -> None:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         if exporter == "dynamo":
             batch = torch.export.Dim("batch", min=1, max=4096)
-            torch.onnx.export(wrapper, (example,), str(path), input_names=[INPUT_NAME],
-                              output_names=[EMBEDDING_NAME], opset_version=opset, dynamo=True,
-                              external_data=False, dynamic_shapes={"x": {0: batch}}, verbose=False)
+            torch.onnx.export(wrapper, (example,), str(path), input_names=[INPUT_NAME], output_names=outputs,
+                              opset_version=opset, dynamo=True, external_data=False,
+                              dynamic_shapes={"x": {0: batch}}, verbose=False)
         else:
-            torch.onnx.export(wrapper, (example,), str(path), input_names=[INPUT_NAME],
-                              output_names=[EMBEDDING_NAME], opset_version=opset, dynamo=False,
-                              dynamic_axes={INPUT_NAME: {0: "batch"}, EMBEDDING_NAME: {0: "batch"}})
+            torch.onnx.export(wrapper, (example,), str(path), input_names=[INPUT_NAME], output_names=outputs,
+                              opset_version=opset, dynamo=False,
+                              dynamic_axes={name: {0: "batch"} for name in [INPUT_NAME, *outputs]})
 
 
 def check_parity(model: ReidNet, onnx_path: str | Path, batch) -> dict[str, float]:
@@ -151,4 +164,8 @@ def check_parity(model: ReidNet, onnx_path: str | Path, batch) -> dict[str, floa
     with make_runtime("torch", model) as ref, make_runtime("onnxruntime", onnx_path) as ort:
         if ort.contract.l2_normalized != ref.contract.l2_normalized:
             ref.contract = ort.contract  # compare like with like: the export chose the normalisation
-        return embedding_agreement(ref.infer(batch)["embedding"], ort.infer(batch)["embedding"])
+        expected, got = ref.infer(batch), ort.infer(batch)
+    result = embedding_agreement(expected["embedding"], got["embedding"])
+    if ATTRIBUTES_NAME in got:
+        result["attributes_max_abs_diff"] = float(abs(expected[ATTRIBUTES_NAME] - got[ATTRIBUTES_NAME]).max())
+    return result

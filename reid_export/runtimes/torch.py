@@ -46,16 +46,22 @@ class TorchRuntime(Runtime):
     def _infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         import torch
 
+        from ..model import attribute_probabilities
+
         x = torch.from_numpy(batch).to(self.device, non_blocking=True)
         if self.half:
             x = x.half()
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            emb = self._model.embed(x).float()
+            raw = self._model.embed(x)
+            emb = raw.float()
             if self.contract.l2_normalized:
                 emb = torch.nn.functional.normalize(emb, dim=1)
-        return {"embedding": emb.cpu().numpy()}
+            out = {"embedding": emb.cpu().numpy()}
+            if self._model.attribute_head is not None:
+                out["attributes"] = attribute_probabilities(self._model.attribute_head(raw).float()).cpu().numpy()
+        return out
 
     def _deactivate_impl(self) -> None:
         self._model = None
