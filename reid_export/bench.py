@@ -2,7 +2,8 @@
 
 For each model spec (runtime + artefact) one row:
   status          ok | failed: reason | skipped: reason
-  throughput      per batch size: images_per_sec, p50_ms, p99_ms (model only, pre-decoded tensors, warmed up)
+  throughput      per batch size: images_per_sec (median), p50_ms, p99_ms, iqr_ms (model only, pre-decoded
+                  tensors, warmed up, >= 5 timed calls); a batch that runs out of memory ends the sweep
   accuracy        rank1/5/10, mAP, mINP from this runtime's own query and gallery embeddings
   agreement       cosine_min / cosine_mean / max_abs_diff of its embeddings against the reference row
   deltas          delta_rank1 / delta_mAP / delta_mINP (points) against the reference row, the first
@@ -120,13 +121,13 @@ def _bench_one(spec: ModelSpec, settings: BenchSettings, eval_paths, decoded, id
     runtime = make_runtime(spec.runtime, spec.path)
     try:
         with runtime:
-            row.update(provider=runtime.provider, precision=runtime.precision)
+            row.update(provider=runtime.provider, precision=runtime.precision, opset=_opset(spec.path))
             contract = runtime.contract
             key = (contract.height, contract.width, contract.interpolation)
             if key not in decoded:
                 decoded[key] = decode_images(eval_paths, contract, progress=settings.progress)
             images = decoded[key]
-            row["throughput"] = {str(bs): _time_batches(runtime, images, bs, settings) for bs in settings.batch_sizes}
+            row["throughput"] = _sweep(runtime, images, settings)
             t0 = time.perf_counter()
             outputs = extract_embeddings(runtime, images, batch_size=settings.eval_batch_size,
                                          progress=settings.progress)
@@ -144,6 +145,15 @@ def _bench_one(spec: ModelSpec, settings: BenchSettings, eval_paths, decoded, id
     if "attributes" in outputs and ids["attribute_truth"] is not None:
         row.update(_attribute_scores(outputs["attributes"], *ids["attribute_truth"]))
     return row, emb
+
+
+def _opset(path: Path) -> int | None:
+    if path.suffix.lower() != ".onnx":
+        return None
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None)
 
 
 def _attribute_truth(data) -> tuple[np.ndarray, np.ndarray] | None:
@@ -174,8 +184,9 @@ def _attribute_scores(probs: np.ndarray, rows: np.ndarray, truth: np.ndarray) ->
 
 
 def _time_batches(runtime, images: np.ndarray, batch_size: int, settings: BenchSettings) -> dict:
-    """Model-only latency of one batch size: pre-normalised input, warm-up, then timed calls.
-    `infer` returns host arrays, so every timed call ends after the device finished."""
+    """Model-only latency of one batch size: pre-normalised input, warm-up, then at least
+    `min_batches` timed calls. `infer` returns host arrays, so each clock read comes after the device
+    finished (a device sync). Reports the median rate and the spread."""
     reps = -(-batch_size // len(images))
     batch = runtime.contract.normalize_uint8(np.concatenate([images] * reps)[:batch_size])
     for _ in range(settings.warmup_batches):
@@ -187,10 +198,34 @@ def _time_batches(runtime, images: np.ndarray, batch_size: int, settings: BenchS
         t0 = time.perf_counter()
         runtime.infer(batch)
         latencies.append(time.perf_counter() - t0)
-    lat = np.array(latencies)
+    lat = np.array(latencies) * 1e3
+    p25, p50, p75, p99 = np.percentile(lat, [25, 50, 75, 99])
     return {
-        "images_per_sec": round(batch_size * len(lat) / lat.sum(), 2),
-        "p50_ms": round(float(np.percentile(lat, 50)) * 1e3, 3),
-        "p99_ms": round(float(np.percentile(lat, 99)) * 1e3, 3),
+        "images_per_sec": round(batch_size / (p50 / 1e3), 2),
+        "images_per_sec_mean": round(batch_size * len(lat) / (lat.sum() / 1e3), 2),
+        "p50_ms": round(float(p50), 3),
+        "p99_ms": round(float(p99), 3),
+        "iqr_ms": round(float(p75 - p25), 3),
+        "std_ms": round(float(lat.std()), 3),
         "batches": len(lat),
     }
+
+
+def _sweep(runtime, images: np.ndarray, settings: BenchSettings) -> dict:
+    """Throughput per batch size, smallest first; a batch that runs out of memory is recorded with its
+    error and ends the sweep (larger ones would not fit either)."""
+    results = {}
+    for bs in sorted(settings.batch_sizes):
+        try:
+            results[str(bs)] = _time_batches(runtime, images, bs, settings)
+        except Exception as e:  # torch.cuda.OutOfMemoryError, MemoryError, ORT allocation failures
+            if not _is_out_of_memory(e):
+                raise
+            results[str(bs)] = {"error": f"out of memory at batch {bs}: {str(e).splitlines()[0][:200]}"}
+            break
+    return results
+
+
+def _is_out_of_memory(error: Exception) -> bool:
+    text = f"{type(error).__name__} {error}".lower()
+    return isinstance(error, MemoryError) or "out of memory" in text or "outofmemory" in text or "bad_alloc" in text

@@ -148,11 +148,12 @@ def bench(
     out: Annotated[Optional[Path], typer.Option(help="Report folder. Default: runs/bench-<time>.")] = None,
     max_map_drop: Annotated[Optional[float], typer.Option(help="Exit 1 if a row's mAP is more than this many points below the reference.")] = None,
     max_rank1_drop: Annotated[Optional[float], typer.Option(help="Exit 1 if a row's Rank-1 is more than this many points below the reference.")] = None,
+    compare: Annotated[Optional[Path], typer.Option(help="An earlier report.json: print the change against it.")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Throughput, latency, Rank-1/mAP/mINP and agreement with the reference, one row per runtime."""
     from .bench import BenchSettings, ModelSpec, check_gates, run_bench
-    from .report import print_table, write_report
+    from .report import compare_reports, print_comparison, print_table, write_report
     from .runtimes import parse_model_spec
 
     specs = [ModelSpec(*parse_model_spec(m)) for m in model]
@@ -161,6 +162,8 @@ def bench(
     print_table(report)
     json_path, md_path = write_report(report, out or _timestamped("bench"))
     typer.echo(f"wrote {json_path} and {md_path}")
+    if compare is not None:
+        print_comparison(compare_reports(_read_report(compare), report), str(compare))
     broken = check_gates(report, max_map_drop=max_map_drop, max_rank1_drop=max_rank1_drop)
     for message in broken:
         typer.echo(f"accuracy gate failed: {message}", err=True)
@@ -207,6 +210,17 @@ def _parse_ints(text: str, option: str) -> tuple[int, ...]:
     if not values or min(values) < 1:
         raise ReidExportError(f"{option} needs at least one batch size of 1 or more; got {text!r}")
     return values
+
+
+def _read_report(path: Path) -> dict:
+    import json
+
+    try:
+        report = json.loads(Path(path).read_text())
+        report["rows"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ReidExportError(f"--compare {path}: not a report.json written by `reid-export bench` ({e})") from None
+    return report
 
 
 def _parse_sets(items: list[str]) -> dict:

@@ -7,7 +7,8 @@ import os
 import platform
 from pathlib import Path
 
-__all__ = ["machine_info", "table_rows", "print_table", "write_report"]
+__all__ = ["machine_info", "table_rows", "print_table", "write_report", "write_plots", "compare_reports",
+           "print_comparison"]
 
 
 def machine_info() -> dict:
@@ -27,6 +28,7 @@ def machine_info() -> dict:
     info["amx"] = "amx_tile" in flags
     for module in ("numpy", "torch", "onnx", "onnxruntime", "tensorrt"):
         info[module] = _version(module)
+    info["gpu_driver"] = _nvidia_driver()
     try:
         import torch
 
@@ -52,7 +54,10 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
         line = [row["runtime"], row.get("precision", "-"), row.get("provider", "-"), row["status"]]
         for bs in batch_sizes:
             t = row.get("throughput", {}).get(str(bs))
-            line += [f"{t['images_per_sec']:.1f}", f"{t['p50_ms']:.2f}", f"{t['p99_ms']:.2f}"] if t else ["-"] * 3
+            if t and "error" in t:
+                line += ["OOM", "-", "-"]
+            else:
+                line += [f"{t['images_per_sec']:.1f}", f"{t['p50_ms']:.2f}", f"{t['p99_ms']:.2f}"] if t else ["-"] * 3
         line += [_fmt(row.get(k), 2) for k in ("rank1", "rank5", "rank10", "mAP", "mINP")]
         line += [_fmt(row.get(k), 2, signed=True) for k in ("delta_rank1", "delta_mAP")]
         line += [_fmt(row.get(k), 6) for k in ("cosine_min", "cosine_mean")]
@@ -102,8 +107,99 @@ def write_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
     stages = report.get("stages_seconds")
     if stages:
         lines += ["", "Stage wall times: " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()) + "."]
+    for title, path in write_plots(report, out_dir).items():
+        lines += ["", f"![{title}]({path.name})"]
     md_path.write_text("\n".join(lines) + "\n")
     return json_path, md_path
+
+
+def write_plots(report: dict, out_dir: str | Path) -> dict[str, Path]:
+    """throughput.png (images/s vs batch size per runtime) and accuracy_vs_throughput.png (mAP vs images/s
+    at the largest measured batch, one point per runtime x precision). Rows that did not run are left out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    rows = [r for r in report["rows"] if r["status"] == "ok" and r.get("throughput")]
+    if not rows:
+        return {}
+    written = {}
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for row in rows:
+        points = sorted((int(bs), t["images_per_sec"]) for bs, t in row["throughput"].items() if "error" not in t)
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=_row_label(row))
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("images/s (model only, median)")
+    ax.set_title("Throughput vs batch size")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    written["Throughput vs batch size"] = _save(fig, out_dir / "throughput.png")
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for row in rows:
+        ok = {int(bs): t for bs, t in row["throughput"].items() if "error" not in t}
+        bs = max(ok)
+        ax.scatter(ok[bs]["images_per_sec"], row["mAP"], s=50)
+        ax.annotate(f"{_row_label(row)} @{bs}", (ok[bs]["images_per_sec"], row["mAP"]), fontsize=8,
+                    xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel("images/s at the largest batch measured")
+    ax.set_ylabel("mAP (%)")
+    ax.set_title("Accuracy vs throughput")
+    ax.grid(True, alpha=0.3)
+    written["Accuracy vs throughput"] = _save(fig, out_dir / "accuracy_vs_throughput.png")
+    return written
+
+
+def compare_reports(old: dict, new: dict) -> list[dict]:
+    """Rows of `new` matched to `old` by (runtime, precision, model file name), with the change in
+    images/s (percent, per common batch size) and in Rank-1 / mAP (points)."""
+    def key(row):
+        return row["runtime"], row.get("precision"), Path(row["model"]).name
+
+    previous = {key(r): r for r in old["rows"] if r["status"] == "ok"}
+    changes = []
+    for row in new["rows"]:
+        before = previous.get(key(row))
+        if row["status"] != "ok" or before is None:
+            continue
+        change = {"row": _row_label(row), "model": Path(row["model"]).name}
+        for bs, t in row.get("throughput", {}).items():
+            b = before.get("throughput", {}).get(bs)
+            if b and "error" not in b and "error" not in t:
+                change[f"images_per_sec_change_pct@{bs}"] = round(100 * (t["images_per_sec"] / b["images_per_sec"] - 1), 1)
+        for metric in ("rank1", "mAP", "mINP"):
+            change[f"{metric}_change"] = round(row[metric] - before[metric], 3)
+        changes.append(change)
+    return changes
+
+
+def print_comparison(changes: list[dict], old_path: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"change against {old_path}")
+    keys = sorted({k for c in changes for k in c} - {"row", "model"}, key=lambda k: (not k.startswith("images"), k))
+    for h in ["row", "model", *keys]:
+        table.add_column(h)
+    for c in changes:
+        table.add_row(c["row"], c["model"], *[_fmt(c.get(k), 1 if k.startswith("images") else 2, signed=True) for k in keys])
+    Console(width=160).print(table if changes else "no rows in common with the earlier report")
+
+
+def _row_label(row: dict) -> str:
+    return f"{row['runtime']} {row.get('precision', '')}".strip()
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _reference(report: dict) -> str:
@@ -115,6 +211,20 @@ def _fmt(value, digits: int, signed: bool = False) -> str:
     if value is None:
         return "-"
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _nvidia_driver() -> str | None:
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
 
 
 def _version(module: str) -> str | None:

@@ -70,3 +70,56 @@ def test_report_is_written_as_json_and_markdown(report, tmp_path):
     assert "| " + " | ".join(header) + " |" in md
     assert len(cells) == 4 and "img/s @4" in header
     assert report["machine"]["cpu_count"] >= 1 and "onnxruntime" in report["machine"]
+
+
+def test_report_has_both_plots_and_links_them(report, tmp_path):
+    from PIL import Image
+
+    _, md_path = write_report(report, tmp_path / "plots")
+    md = md_path.read_text()
+    for name in ("throughput.png", "accuracy_vs_throughput.png"):
+        with Image.open(tmp_path / "plots" / name) as im:
+            assert im.size[0] > 300 and im.size[1] > 200
+        assert f"]({name})" in md
+
+
+def test_compare_reports_gives_percent_speed_and_point_accuracy_changes(report):
+    import copy
+
+    from reid_export.report import compare_reports
+
+    newer = copy.deepcopy(report)
+    row = newer["rows"][1]
+    row["throughput"]["4"]["images_per_sec"] = report["rows"][1]["throughput"]["4"]["images_per_sec"] * 1.1
+    row["mAP"] = report["rows"][1]["mAP"] - 2.0
+    changes = {c["row"]: c for c in compare_reports(report, newer)}
+    assert set(changes) == {"torch fp32", "onnxruntime fp32"}  # failed/skipped rows are not compared
+    assert changes["onnxruntime fp32"]["images_per_sec_change_pct@4"] == pytest.approx(10.0, abs=0.05)
+    assert changes["onnxruntime fp32"]["mAP_change"] == pytest.approx(-2.0, abs=1e-3)
+    assert changes["torch fp32"]["mAP_change"] == 0
+
+
+class _RunsOutOfMemoryAbove4:
+    """A stand-in runtime for the harness's own logic: it fails like an allocator would above batch 4."""
+    name = "oom-probe"
+
+    def __init__(self):
+        from tiny_models import TINY
+
+        self.contract = TINY
+
+    def infer(self, batch):
+        if len(batch) > 4:
+            raise MemoryError(f"cannot allocate {len(batch)} images")
+        return {"embedding": np.zeros((len(batch), 8), dtype=np.float32)}
+
+
+def test_batch_sweep_stops_at_the_first_batch_that_runs_out_of_memory():
+    from reid_export.bench import _sweep
+
+    images = np.zeros((3, 64, 32, 3), dtype=np.uint8)
+    settings = BenchSettings(batch_sizes=(16, 1, 8, 4), warmup_batches=0, min_batches=5, min_seconds=0.0)
+    result = _sweep(_RunsOutOfMemoryAbove4(), images, settings)
+    assert list(result) == ["1", "4", "8"]
+    assert result["4"]["batches"] >= 5 and "error" not in result["4"]
+    assert "out of memory at batch 8" in result["8"]["error"]
