@@ -8,6 +8,8 @@ For each model spec (runtime + artefact) one row:
   agreement       cosine_min / cosine_mean / max_abs_diff of its embeddings against the reference row
   deltas          delta_rank1 / delta_mAP / delta_mINP (points) against the reference row, the first
                   PyTorch FP32 row if there is one
+  stages          per-stage ms of the whole path at one batch size, the bounding stage, and end-to-end
+                  images/s serial, with threaded decode, and from a uint8 decode cache
   attributes      attr_mean_accuracy (official 12 columns) and attr_mA, when the runtime outputs
                   attributes and the data folder has market_attribute.mat (test-split labels)
 
@@ -44,12 +46,14 @@ class ModelSpec:
 
 @dataclass
 class BenchSettings:
-    batch_sizes: tuple[int, ...] = (1, 32)  # model-only throughput is measured at each
+    batch_sizes: tuple[int, ...] = (1, 8, 32, 128)  # model-only throughput is measured at each
     warmup_batches: int = 3  # untimed calls before measuring each batch size
     min_batches: int = 5  # measured calls per batch size, at least ...
     min_seconds: float = 2.0  # ... and for at least this long
     max_batches: int = 200  # but never more than this many
     eval_batch_size: int = 64  # batch size when extracting query/gallery embeddings
+    stages: bool = True  # also time the whole path (read, decode, resize, normalise, copies, inference)
+    stage_batch_size: int = 32  # batch size of the staged end-to-end timing
     progress: bool = True  # show progress bars
     extra: dict = field(default_factory=dict)  # free-form notes copied into the report
 
@@ -128,6 +132,10 @@ def _bench_one(spec: ModelSpec, settings: BenchSettings, eval_paths, decoded, id
                 decoded[key] = decode_images(eval_paths, contract, progress=settings.progress)
             images = decoded[key]
             row["throughput"] = _sweep(runtime, images, settings)
+            if settings.stages:
+                from .stages import staged_timing
+
+                row["stages"] = staged_timing(runtime, eval_paths, batch_size=settings.stage_batch_size)
             t0 = time.perf_counter()
             outputs = extract_embeddings(runtime, images, batch_size=settings.eval_batch_size,
                                          progress=settings.progress)

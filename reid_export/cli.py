@@ -144,11 +144,12 @@ def trt_engine(
 def bench(
     data: Annotated[Path, typer.Option(help="Market-1501 folder: query/ and bounding_box_test/ are used.")],
     model: Annotated[list[str], typer.Option(help="PATH or RUNTIME=PATH (repeatable); runtimes: torch, torch-cuda, torch-cuda-fp16, onnxruntime, onnxruntime-cuda, onnxruntime-trt, tensorrt.")],
-    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes for throughput.")] = "1,32",
+    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes for throughput.")] = "1,8,32,128",
     out: Annotated[Optional[Path], typer.Option(help="Report folder. Default: runs/bench-<time>.")] = None,
     max_map_drop: Annotated[Optional[float], typer.Option(help="Exit 1 if a row's mAP is more than this many points below the reference.")] = None,
     max_rank1_drop: Annotated[Optional[float], typer.Option(help="Exit 1 if a row's Rank-1 is more than this many points below the reference.")] = None,
     compare: Annotated[Optional[Path], typer.Option(help="An earlier report.json: print the change against it.")] = None,
+    stages: Annotated[bool, typer.Option(help="Also time the whole path per batch: read, decode, resize, normalise, copies, inference.")] = True,
     quiet: Quiet = False,
 ) -> None:
     """Throughput, latency, Rank-1/mAP/mINP and agreement with the reference, one row per runtime."""
@@ -157,7 +158,7 @@ def bench(
     from .runtimes import parse_model_spec
 
     specs = [ModelSpec(*parse_model_spec(m)) for m in model]
-    settings = BenchSettings(batch_sizes=_parse_ints(batch_sizes, "--batch-sizes"), progress=not quiet)
+    settings = BenchSettings(batch_sizes=_parse_ints(batch_sizes, "--batch-sizes"), stages=stages, progress=not quiet)
     report = run_bench(data, specs, settings, log=typer.echo)
     print_table(report)
     json_path, md_path = write_report(report, out or _timestamped("bench"))

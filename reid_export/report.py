@@ -104,6 +104,7 @@ def write_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
         "|" + "|".join("---" for _ in header) + "|",
     ]
     lines += ["| " + " | ".join(line) + " |" for line in cells]
+    lines += _stage_table(report)
     stages = report.get("stages_seconds")
     if stages:
         lines += ["", "Stage wall times: " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()) + "."]
@@ -187,6 +188,24 @@ def print_comparison(changes: list[dict], old_path: str) -> None:
     for c in changes:
         table.add_row(c["row"], c["model"], *[_fmt(c.get(k), 1 if k.startswith("images") else 2, signed=True) for k in keys])
     Console(width=160).print(table if changes else "no rows in common with the earlier report")
+
+
+def _stage_table(report: dict) -> list[str]:
+    from .stages import STAGES
+
+    rows = [r for r in report["rows"] if r.get("stages")]
+    if not rows:
+        return []
+    paths = list(rows[0]["stages"]["images_per_sec"])
+    header = ["runtime", "batch", *[f"{s} ms" for s in STAGES], "bound by", *[f"img/s {p}" for p in paths]]
+    lines = ["", "## Where the time goes (whole path per batch, median ms)", "",
+             "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for r in rows:
+        st = r["stages"]
+        cells = [_row_label(r), str(st["batch_size"]), *[f"{st['stages_ms'][f'{s}_ms']:.2f}" for s in STAGES],
+                 st["bound_by"], *[f"{st['images_per_sec'][p]:.1f}" for p in paths]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def _row_label(row: dict) -> str:

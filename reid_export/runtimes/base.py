@@ -55,6 +55,18 @@ class Runtime(ABC):
             batch = batch.astype(np.float32)
         return self._infer_impl(np.ascontiguousarray(batch))
 
+    def infer_staged(self, batch: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """`infer`, plus milliseconds spent in `h2d`, `inference` and `d2h`. Host runtimes have no copies;
+        device runtimes override `_infer_staged_impl` to time each part between device syncs."""
+        import time
+
+        self.infer(batch[:1])  # validates the input and state the same way infer() does
+        t0 = time.perf_counter()
+        if type(self)._infer_staged_impl is Runtime._infer_staged_impl:
+            out = self.infer(batch)
+            return out, {"h2d": 0.0, "inference": (time.perf_counter() - t0) * 1e3, "d2h": 0.0}
+        return self._infer_staged_impl(np.ascontiguousarray(batch, dtype=np.float32))
+
     def deactivate(self) -> None:
         if self.is_active:
             self._deactivate_impl()
@@ -77,6 +89,10 @@ class Runtime(ABC):
     @abstractmethod
     def _infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Run a validated, contiguous float32 batch."""
+
+    def _infer_staged_impl(self, batch: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """Device runtimes: run `batch` timing h2d / inference / d2h in milliseconds, syncing between them."""
+        raise NotImplementedError
 
     def _deactivate_impl(self) -> None:
         """Release the session/model; the default drops nothing."""

@@ -44,24 +44,54 @@ class TorchRuntime(Runtime):
         self.provider = str(torch.device(self.device))
 
     def _infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        return self._to_host(self._forward(self._to_device(batch)))
+
+    def _infer_staged_impl(self, batch: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        import time
+
         import torch
 
-        from ..model import attribute_probabilities
+        sync = torch.cuda.synchronize if self.device.startswith("cuda") else (lambda: None)
+        sync()
+        t0 = time.perf_counter()
+        x = self._to_device(batch)
+        sync()
+        t1 = time.perf_counter()
+        on_device = self._forward(x)
+        sync()
+        t2 = time.perf_counter()
+        out = self._to_host(on_device)
+        t3 = time.perf_counter()
+        return out, {"h2d": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "d2h": (t3 - t2) * 1e3}
+
+    def _to_device(self, batch: np.ndarray):
+        import torch
 
         x = torch.from_numpy(batch).to(self.device, non_blocking=True)
         if self.half:
             x = x.half()
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _forward(self, x) -> dict:
+        import torch
+
+        from ..model import attribute_probabilities
+
         with torch.inference_mode():
             raw = self._model.embed(x)
             emb = raw.float()
             if self.contract.l2_normalized:
                 emb = torch.nn.functional.normalize(emb, dim=1)
-            out = {"embedding": emb.cpu().numpy()}
+            out = {"embedding": emb}
             if self._model.attribute_head is not None:
-                out["attributes"] = attribute_probabilities(self._model.attribute_head(raw).float()).cpu().numpy()
+                out["attributes"] = attribute_probabilities(self._model.attribute_head(raw).float())
         return out
+
+    @staticmethod
+    def _to_host(tensors: dict) -> dict[str, np.ndarray]:
+        return {name: t.cpu().numpy() for name, t in tensors.items()}
 
     def _deactivate_impl(self) -> None:
         self._model = None

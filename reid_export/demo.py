@@ -1,0 +1,67 @@
+"""The demo: synthetic Market-1501 -> quick training -> ONNX export -> bench (torch vs ONNX Runtime).
+
+Every stage is one library call; the demo only times them and puts their outputs in one folder.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+__all__ = ["run_demo"]
+
+
+def run_demo(out_dir: str | Path, *, train_ids: int = 150, test_ids: int = 100, seed: int = 0,
+             overrides: dict | None = None, batch_sizes: tuple[int, ...] = (1, 8, 32), progress: bool = True,
+             log=print) -> dict:
+    """Run the whole path in `out_dir` (must not exist yet, or be empty); returns the bench report
+    with `stages_seconds` added. Files: data/, model.pt, model.onnx, report.json, report.md."""
+    from .bench import BenchSettings, ModelSpec, run_bench
+    from .checkpoint import load_model
+    from .data.synthetic import generate_market1501
+    from .errors import ReidExportError
+    from .export.onnx import check_parity, export_onnx
+    from .features import sample_batch
+    from .report import write_report
+    from .training import load_recipe, train
+
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise ReidExportError(f"{out} is not empty; the demo writes a fresh folder: pass another --out or delete it")
+    data, ckpt, onnx_path = out / "data", out / "model.pt", out / "model.onnx"
+    stages: dict[str, float] = {}
+
+    def stage(name: str):
+        log(f"[demo] {name} ...")
+        stages[name] = time.perf_counter()
+
+    def done(name: str) -> None:
+        stages[name] = round(time.perf_counter() - stages[name], 1)
+        log(f"[demo] {name} done in {stages[name]:.1f} s")
+
+    stage("synth")
+    generate_market1501(data, train_ids=train_ids, test_ids=test_ids, seed=seed, progress=progress)
+    done("synth")
+
+    stage("train")
+    config = load_recipe("quick", {"data": str(data), "out": str(ckpt), "seed": seed, **(overrides or {})})
+    train(config, quiet=not progress)
+    done("train")
+
+    stage("export")
+    model = load_model(ckpt)
+    export_onnx(model, onnx_path)
+    batch, _ = sample_batch(model.config.preprocess, data, n=32, seed=seed)
+    parity = check_parity(model, onnx_path, batch)
+    log(f"[demo] ONNX parity vs PyTorch: min cosine {parity['cosine_min']:.6f}, max abs diff {parity['max_abs_diff']:.2e}")
+    done("export")
+
+    stage("bench")
+    specs = [ModelSpec("torch", ckpt), ModelSpec("onnxruntime", onnx_path)]
+    report = run_bench(data, specs, BenchSettings(batch_sizes=batch_sizes, progress=progress), log=log)
+    done("bench")
+
+    report["stages_seconds"] = stages
+    report["parity"] = parity
+    write_report(report, out)
+    return report
