@@ -173,6 +173,24 @@ def bench(
 
 
 @app.command()
+def visualize(
+    data: Annotated[Path, typer.Option(help="Market-1501 folder: query/ and bounding_box_test/ are used (market_attribute.mat too, if there).")],
+    model: Annotated[str, typer.Option(help="PATH or RUNTIME=PATH; runtimes: torch, torch-cuda, torch-cuda-fp16, onnxruntime, onnxruntime-cuda, onnxruntime-trt, tensorrt.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the PNGs; must be new or empty (nothing is overwritten).")],
+    queries: Annotated[int, typer.Option(help="Queries to draw, spread over identities.")] = 8,
+    top_k: Annotated[int, typer.Option(help="Gallery images shown per query, closest first.")] = 10,
+    seed: Annotated[int, typer.Option(help="Same seed, same queries.")] = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Picture each query's top-k gallery images: green match, red wrong, grey junk; attributes if the model has them."""
+    from .visualize import visualize_rankings
+
+    files = visualize_rankings(data, model, output, num_queries=queries, top_k=top_k, seed=seed, progress=not quiet)
+    for file in files:
+        typer.echo(f"wrote {file}")
+
+
+@app.command()
 def demo(
     out: Annotated[Optional[Path], typer.Option(help="Folder for everything. Default: runs/demo-<time>.")] = None,
     train_ids: Annotated[int, typer.Option(help="Synthetic training identities.")] = 150,
