@@ -15,7 +15,8 @@ def run_demo(out_dir: str | Path, *, train_ids: int = 150, test_ids: int = 100, 
              overrides: dict | None = None, batch_sizes: tuple[int, ...] = (1, 8, 32), progress: bool = True,
              log=print) -> dict:
     """Run the whole path in `out_dir` (must not exist yet, or be empty); returns the bench report
-    with `stages_seconds` added. Files: data/, model.pt, model.onnx, report.json, report.md."""
+    with `stages_seconds` added. Files: data/, model.pt, model.onnx, report.json, report.md, the two
+    plots, and rankings/ (ranked-list pictures of a few queries)."""
     from .bench import BenchSettings, ModelSpec, run_bench
     from .checkpoint import load_model
     from .data.synthetic import generate_market1501
@@ -61,7 +62,15 @@ def run_demo(out_dir: str | Path, *, train_ids: int = 150, test_ids: int = 100, 
     report = run_bench(data, specs, BenchSettings(batch_sizes=batch_sizes, progress=progress), log=log)
     done("bench")
 
+    stage("visualize")
+    from .visualize import visualize_rankings
+
+    pictures = visualize_rankings(data, f"onnxruntime={onnx_path}", out / "rankings", num_queries=4, top_k=10,
+                                  seed=seed, progress=progress)
+    done("visualize")
+
     report["stages_seconds"] = stages
     report["parity"] = parity
+    report["pictures"] = [str(p) for p in pictures]
     write_report(report, out)
     return report

@@ -1,41 +1,16 @@
 """TensorRT runtime: registry, refusals without TensorRT, and real inference where TensorRT and a GPU exist."""
 
 import json
-import sys
 
 import numpy as np
 import pytest
+
+from tensorrt_marks import needs_tensorrt, no_tensorrt  # noqa: F401  (no_tensorrt is a fixture)
 
 from reid_export.errors import ReidExportError, RuntimeUnavailable
 from reid_export.export.tensorrt import BuildSettings, build_engine, sidecar_path
 from reid_export.runtimes import RUNTIMES, default_runtime_for, make_runtime, parse_model_spec
 from reid_export.runtimes.tensorrt import TensorRTRuntime
-
-
-def _tensorrt_missing() -> str | None:
-    try:
-        import tensorrt  # noqa: F401
-    except Exception as e:  # not installed, or its libraries cannot load
-        return f"TensorRT is not installed ({type(e).__name__}); these tests need `pip install tensorrt` and a GPU"
-    import torch
-
-    return None if torch.cuda.is_available() else "no CUDA device; TensorRT engines are built and run on a GPU"
-
-
-MISSING = _tensorrt_missing()
-
-
-def needs_tensorrt(test):
-    """Mark a test `tensorrt` and `cuda`, skipped with the reason where either is missing."""
-    for mark in (pytest.mark.tensorrt, pytest.mark.cuda, pytest.mark.skipif(MISSING is not None, reason=str(MISSING))):
-        test = mark(test)
-    return test
-
-
-@pytest.fixture
-def no_tensorrt(monkeypatch):
-    """Make `import tensorrt` fail, as on a machine without it (here it is missing anyway)."""
-    monkeypatch.setitem(sys.modules, "tensorrt", None)
 
 
 # -- without TensorRT -------------------------------------------------------------------------
