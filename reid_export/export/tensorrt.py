@@ -13,31 +13,32 @@ Precision lives in the ONNX graph (`reid-export onnx --precision fp16|int8`). Te
 strongly typed networks and removed BuilderFlag.FP16/INT8 and the INT8 calibrators; on TensorRT 10
 `fp16_flag` still lets the builder pick FP16 kernels for an FP32 graph (weak typing, deprecated).
 
-Only the sidecar helpers run without TensorRT; building needs an NVIDIA GPU and `pip install tensorrt`.
+This module holds the build settings, `build_engine` / `trt_command`, size parsing and the TensorRT
+plumbing shared with the runtime (`import_tensorrt`, `tensorrt_logger`). The sidecar and its checks live
+in `trt_sidecar`, the inspector's layer-precision summary in `trt_inspect`; both are re-exported here.
+Only those and `parse_size` run without TensorRT; building needs an NVIDIA GPU and `pip install tensorrt`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ExportError, ReidExportError, RuntimeUnavailable
+from ..errors import ExportError, RuntimeUnavailable
+from .trt_inspect import layer_precision_summary
+from .trt_sidecar import (SIDECAR_FORMAT, SIDECAR_VERSION, _atomic_write, _capability, _sm, check_batch,
+                          check_compatible, file_sha256, new_sidecar, read_sidecar, sidecar_path, validate_sidecar,
+                          write_sidecar)
 
 __all__ = ["BuildSettings", "EngineInfo", "build_engine", "trt_command", "parse_size", "sidecar_path",
            "new_sidecar", "write_sidecar", "read_sidecar", "validate_sidecar", "check_compatible", "check_batch",
            "layer_precision_summary", "file_sha256", "import_tensorrt", "tensorrt_logger", "SIDECAR_FORMAT",
            "SIDECAR_VERSION"]
 
-SIDECAR_FORMAT = "reid_export.tensorrt_engine"
-SIDECAR_VERSION = 1
-_SIDECAR_KEYS = ("format", "version", "engine", "tensorrt_version", "gpu", "profile", "precision", "onnx",
-                 "preprocess", "inputs", "outputs", "built_at", "layers")
 _UNITS = {"": 1, "b": 1, "k": 2**10, "kib": 2**10, "m": 2**20, "mib": 2**20, "g": 2**30, "gib": 2**30,
           "t": 2**40, "tib": 2**40, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
 
@@ -222,190 +223,6 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, settings: Build
     return EngineInfo(engine_path, side, sidecar, build_seconds, warnings)
 
 
-# -- sidecar -------------------------------------------------------------------------------
-def sidecar_path(engine_path: str | Path) -> Path:
-    """engines/NAME.engine -> engines/NAME.engine.json"""
-    engine_path = Path(engine_path)
-    return engine_path.with_name(engine_path.name + ".json")
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def new_sidecar(*, engine_bytes: bytes, engine_name: str, onnx_path: str | Path, contract: dict, precision: str,
-                tensorrt_version: str, gpu_name: str | None, compute_capability, profile: dict, inputs: list[dict],
-                outputs: list[dict], layers: dict, build_seconds: float, builder: dict | None = None) -> dict:
-    """The sidecar dict for one engine; `compute_capability` as (9, 0), "9.0" or "sm_90"."""
-    from .. import __version__
-
-    return validate_sidecar({
-        "format": SIDECAR_FORMAT,
-        "version": SIDECAR_VERSION,
-        "reid_export_version": __version__,
-        "engine": {"file": engine_name, "sha256": hashlib.sha256(engine_bytes).hexdigest(), "bytes": len(engine_bytes)},
-        "tensorrt_version": tensorrt_version,
-        "gpu": {"name": gpu_name,
-                "compute_capability": None if compute_capability is None else _capability(compute_capability)},
-        "profile": {"input": profile["input"], **{k: [int(d) for d in profile[k]] for k in ("min", "opt", "max")}},
-        "precision": precision,
-        "builder": builder or {},
-        "onnx": {"file": str(onnx_path), "sha256": file_sha256(onnx_path)},
-        "preprocess": contract,
-        "inputs": inputs,
-        "outputs": outputs,
-        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "build_seconds": round(float(build_seconds), 3),
-        "layers": layers,
-    }, source="new sidecar")
-
-
-def write_sidecar(engine_path: str | Path, sidecar: dict) -> Path:
-    """Write NAME.engine.json next to the engine (atomically); returns its path."""
-    path = sidecar_path(engine_path)
-    validate_sidecar(sidecar, source=str(path))
-    _atomic_write(path, (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode())
-    return path
-
-
-def read_sidecar(engine_path: str | Path, *, verify_engine: bool = True) -> dict:
-    """The sidecar of `engine_path`, validated; with `verify_engine`, also that it describes this very file."""
-    engine_path = Path(engine_path)
-    rebuild = f"rebuild with `reid-export trt MODEL.onnx -o {engine_path} --overwrite`"
-    if not engine_path.is_file():
-        raise ExportError(f"{engine_path}: no such TensorRT engine; build one with `reid-export trt MODEL.onnx -o {engine_path}`")
-    path = sidecar_path(engine_path)
-    if not path.is_file():
-        raise ExportError(
-            f"{engine_path}: no sidecar {path.name} next to it (it records the TensorRT version, GPU, batch profile "
-            f"and preprocessing contract); engines need the sidecar written by reid-export trt; {rebuild}"
-        )
-    try:
-        sidecar = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ExportError(f"{path}: not valid JSON ({e}); {rebuild}") from e
-    validate_sidecar(sidecar, source=str(path))
-    if verify_engine:
-        found = file_sha256(engine_path)
-        if found != sidecar["engine"]["sha256"]:
-            raise ExportError(
-                f"{engine_path} does not match its sidecar {path.name} (sha256 {sidecar['engine']['sha256'][:12]}... "
-                f"recorded, {found[:12]}... found): the engine was replaced without its sidecar; {rebuild}"
-            )
-    return sidecar
-
-
-def validate_sidecar(sidecar: dict, *, source: str = "sidecar") -> dict:
-    """Check a sidecar has the fields the runtime needs; returns it unchanged."""
-    if not isinstance(sidecar, dict) or sidecar.get("format") != SIDECAR_FORMAT:
-        raise ExportError(f"{source}: not a reid-export TensorRT sidecar (expected format {SIDECAR_FORMAT!r}); "
-                          "rebuild the engine with `reid-export trt`")
-    if not isinstance(sidecar.get("version"), int) or sidecar["version"] > SIDECAR_VERSION:
-        raise ExportError(f"{source}: sidecar version {sidecar.get('version')!r}, this reid-export reads up to "
-                          f"{SIDECAR_VERSION}; upgrade reid-export or rebuild the engine")
-    missing = [k for k in _SIDECAR_KEYS if k not in sidecar]
-    if missing:
-        raise ExportError(f"{source}: sidecar lacks {', '.join(missing)}; rebuild the engine with `reid-export trt`")
-    prof = sidecar["profile"]
-    if not all(isinstance(prof.get(k), list) and len(prof[k]) == 4 for k in ("min", "opt", "max")):
-        raise ExportError(f"{source}: profile needs min/opt/max shapes of 4 dimensions (N, C, H, W), got {prof}")
-    return sidecar
-
-
-def check_compatible(sidecar: dict, *, trt_version: str, gpu_name: str | None, compute_capability,
-                     batch: int | None = None, input_shape=None) -> None:
-    """Refuse, naming both sides, an engine built for another TensorRT version or GPU, a batch outside its
-    profile or an input shape other than its (C, H, W). `input_shape` is (C, H, W) or (N, C, H, W)."""
-    built_trt, gpu = sidecar["tensorrt_version"], sidecar["gpu"]
-    here_cc = None if compute_capability is None else _capability(compute_capability)
-    mismatch = built_trt != trt_version
-    if gpu.get("name") is not None and gpu_name is not None and gpu["name"] != gpu_name:
-        mismatch = True
-    if gpu.get("compute_capability") is not None and here_cc is not None and gpu["compute_capability"] != here_cc:
-        mismatch = True
-    if mismatch:
-        raise RuntimeUnavailable(
-            f"engine built with TensorRT {built_trt} on {gpu.get('name') or 'an unrecorded GPU'} "
-            f"({_sm(gpu.get('compute_capability'))}) cannot run here: TensorRT {trt_version} on "
-            f"{gpu_name or 'an unknown GPU'} ({_sm(here_cc)}). TensorRT engines only run on the TensorRT version and "
-            f"GPU model they were built for; rebuild it on this machine with "
-            f"`reid-export trt {sidecar['onnx']['file']} -o ENGINE --overwrite`"
-        )
-    prof = sidecar["profile"]
-    if input_shape is not None:
-        shape = tuple(int(d) for d in input_shape)
-        if len(shape) == 4:
-            batch, shape = shape[0] if batch is None else batch, shape[1:]
-        if shape != tuple(prof["min"][1:]):
-            raise ReidExportError(
-                f"input shape {shape} does not match the engine's {tuple(prof['min'][1:])} (C, H, W) from its "
-                "preprocessing contract; preprocess images with runtime.contract"
-            )
-    if batch is not None:
-        check_batch(sidecar, batch)
-
-
-def check_batch(sidecar: dict, batch: int) -> None:
-    """Refuse a batch size outside the engine's optimisation profile [min, max]."""
-    lo, hi = sidecar["profile"]["min"][0], sidecar["profile"]["max"][0]
-    if not lo <= batch <= hi:
-        raise ReidExportError(
-            f"batch of {batch} is outside the engine's optimisation profile [{lo}, {hi}]; split it into batches of "
-            f"at most {hi}, or rebuild with `reid-export trt ... --min-batch {min(lo, batch)} "
-            f"--max-batch {max(hi, batch)}`"
-        )
-
-
-# -- layer precisions ------------------------------------------------------------------------
-_PRECISION_PATTERNS = [  # first match wins; word boundaries keep UInt8 from matching Int8, BFloat16 from Float
-    ("bf16", r"\b(bfloat16|bf16)\b"), ("fp8", r"\bfp8\b"), ("int4", r"\bint4\b"), ("uint8", r"\buint8\b"),
-    ("int8", r"\bint8\b"), ("fp16", r"\b(fp16|half)\b"), ("int32", r"\bint32\b"), ("int64", r"\bint64\b"),
-    ("bool", r"\bbool\b"), ("fp32", r"\b(fp32|float)\b"),
-]
-# narrowest first: a layer runs at the narrowest float/quantised type among its inputs
-_RANK = {"int4": 0, "fp8": 1, "int8": 2, "fp16": 3, "bf16": 3, "fp32": 4}
-# layers that move or convert data rather than compute; they are counted but never called a fallback
-_BOOKKEEPING = {"reformat", "noop", "constant", "shuffle", "identity", "cast", "shape", "signal", "wait"}
-
-
-def layer_precision_summary(inspector_json: dict, *, expected: str | None = None) -> dict:
-    """Per-layer precision from the engine inspector's JSON (`get_engine_information(JSON)`).
-
-    TensorRT 10 describes each layer tensor with one "Format/Datatype" string ("Row major linear FP32",
-    "Thirty-two wide channel vectorized row major Int8 format", "Half", ...); TensorRT 11 splits it into
-    "Format" and "DataType", and both are read. Layers are only described in full when the engine was
-    built with DETAILED profiling verbosity. With `expected` "fp16"/"int8", compute layers left in FP32
-    are listed in a warning."""
-    raw = inspector_json.get("Layers", []) if isinstance(inspector_json, dict) else []
-    per_layer, counts, detailed = [], {}, True
-    for layer in raw:
-        if not isinstance(layer, dict):  # layer names only: built without DETAILED verbosity
-            detailed = False
-            per_layer.append({"name": str(layer), "type": "?", "precision": "unknown"})
-        else:
-            per_layer.append({"name": str(layer.get("Name", "?")), "type": str(layer.get("LayerType", "?")),
-                              "precision": _layer_precision(layer)})
-        counts[per_layer[-1]["precision"]] = counts.get(per_layer[-1]["precision"], 0) + 1
-    warnings = []
-    if raw and not detailed:
-        warnings.append("layer precisions unknown: the engine was built without DETAILED profiling verbosity")
-    compute = [p for p in per_layer if p["type"].lower() not in _BOOKKEEPING and p["precision"] in _RANK]
-    fp32 = [p["name"] for p in compute if p["precision"] == "fp32"]
-    if expected in ("fp16", "int8") and fp32:
-        shown = ", ".join(fp32[:5]) + (f" (+{len(fp32) - 5} more)" if len(fp32) > 5 else "")
-        warnings.append(
-            f"{len(fp32)} of {len(compute)} compute layers fell back to FP32 in this {expected.upper()} engine: "
-            f"{shown}. TensorRT found no {expected.upper()} kernel for them (or the graph keeps them in FP32); "
-            "check accuracy and speed with `reid-export bench`; the sidecar lists every layer"
-        )
-    return {"layers": len(per_layer), "counts": counts, "compute_layers": len(compute), "fp32_compute_layers": fp32,
-            "expected": expected, "detailed": detailed, "warnings": warnings, "per_layer": per_layer}
-
-
 # -- TensorRT plumbing shared with the runtime -------------------------------------------------
 def import_tensorrt():
     """`import tensorrt` (10 or newer), or RuntimeUnavailable saying how to get it."""
@@ -463,22 +280,6 @@ def _resolve_typing(settings: BuildSettings, major: int, precision: str) -> bool
             raise ExportError("TensorRT 11 builds only strongly typed networks; leave strongly_typed unset")
         return True
     return not settings.fp16_flag if settings.strongly_typed is None else settings.strongly_typed
-
-
-def _capability(value) -> str:
-    """(9, 0) / "9.0" / "sm_90" / "90" -> "9.0"."""
-    if isinstance(value, (tuple, list)) and len(value) == 2:
-        return f"{int(value[0])}.{int(value[1])}"
-    text = str(value).strip().lower().removeprefix("sm_")
-    if re.fullmatch(r"\d+\.\d+", text):
-        return text
-    if re.fullmatch(r"\d{2,3}", text):
-        return f"{text[:-1]}.{text[-1]}"
-    raise ReidExportError(f"cannot read the compute capability {value!r}; give (9, 0), '9.0' or 'sm_90'")
-
-
-def _sm(capability) -> str:
-    return "sm_?" if capability is None else "sm_" + _capability(capability).replace(".", "")
 
 
 def _gpu_info() -> tuple[str | None, str | None]:
@@ -566,38 +367,3 @@ def _dtype_name(trt, dtype) -> str:
         return np.dtype(trt.nptype(dtype)).name
     except (TypeError, ValueError):
         return str(dtype).split(".")[-1].lower()
-
-
-def _layer_precision(layer: dict) -> str:
-    def of(tensors) -> list[str]:
-        found = []
-        for t in tensors if isinstance(tensors, list) else []:
-            if isinstance(t, dict):
-                text = " ".join(str(t.get(k, "")) for k in ("DataType", "Datatype", "Format/Datatype", "Format"))
-                found.append(_precision_of(text))
-        return [p for p in found if p != "unknown"]
-
-    found = of(layer.get("Inputs")) or of(layer.get("Outputs"))
-    floats = [p for p in found if p in _RANK]
-    if floats:
-        return min(floats, key=_RANK.__getitem__)
-    return found[0] if found else "unknown"
-
-
-def _precision_of(text: str) -> str:
-    text = text.lower()
-    for name, pattern in _PRECISION_PATTERNS:
-        if re.search(pattern, text):
-            return name
-    return "unknown"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

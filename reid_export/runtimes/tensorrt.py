@@ -30,7 +30,8 @@ class TensorRTRuntime(Runtime):
 
     def _activate_impl(self) -> None:
         from ..contract import Preprocess
-        from ..export.tensorrt import check_compatible, import_tensorrt, read_sidecar, tensorrt_logger
+        from ..export.tensorrt import import_tensorrt, tensorrt_logger
+        from ..export.trt_sidecar import check_compatible, read_sidecar
 
         trt = import_tensorrt()
         import torch
@@ -71,7 +72,7 @@ class TensorRTRuntime(Runtime):
     def _infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         import torch
 
-        from ..export.tensorrt import check_batch
+        from ..export.trt_sidecar import check_batch
 
         check_batch(self.sidecar, len(batch))
         name, ctx = self._inputs[0], self._context
