@@ -281,6 +281,8 @@ def save_market_attributes(
     try:
         with partial.open("wb") as handle:
             scipy.io.savemat(handle, {"market_attribute": struct})
+            handle.seek(0)  # the 116-byte text header holds a creation time: fix it so equal data give equal bytes
+            handle.write(_MAT_HEADER)
         os.replace(partial, file)
     finally:
         partial.unlink(missing_ok=True)
@@ -288,6 +290,8 @@ def save_market_attributes(
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+_MAT_HEADER = b"MATLAB 5.0 MAT-file, written by reid-export".ljust(116, b" ")
 
 
 def _allowed(name: str) -> str:

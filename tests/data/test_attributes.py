@@ -327,3 +327,17 @@ def test_synthetic_set_writes_its_attributes_in_the_official_layout(tmp_path):
     (tmp_path / "again" / ATTRIBUTE_FILE).write_bytes(b"")
     with pytest.raises(DataError, match="market_attribute.mat already exists"):
         generate_market1501(tmp_path / "again", train_ids=1, test_ids=1, progress=False)
+
+
+def test_saved_mat_files_are_byte_identical_for_identical_data(tmp_path):
+    import time
+
+    from reid_export.data.attributes import ATTRIBUTE_NAMES, load_market_attributes, save_market_attributes
+
+    codes = {name: 1 for name in ATTRIBUTE_NAMES} | {"age": 2, "upred": 2, "downblue": 2}
+    data = {"train": {1: codes, 2: codes}, "test": {3: codes}}
+    first = save_market_attributes(tmp_path / "a.mat", data)
+    time.sleep(1.1)  # the stock MAT header carries the time of day in seconds
+    second = save_market_attributes(tmp_path / "b.mat", data)
+    assert first.read_bytes() == second.read_bytes()
+    assert load_market_attributes(second)["test"][3]["upred"] == 2
