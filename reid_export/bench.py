@@ -27,8 +27,7 @@ import numpy as np
 from .compare import embedding_agreement
 from .errors import RuntimeUnavailable
 from .features import decode_images, extract_embeddings
-from .metrics import evaluate_ranking
-from .ranking import pairwise_distance
+from .ranking import evaluate_embeddings
 from .runtimes import make_runtime
 
 __all__ = ["BenchSettings", "ModelSpec", "run_bench", "check_gates"]
@@ -146,8 +145,8 @@ def _bench_one(spec: ModelSpec, settings: BenchSettings, eval_paths, decoded, id
     except Exception as e:  # a failing configuration is a row, not the end of the sweep
         return {**row, "status": f"failed: {type(e).__name__}: {e}"}, None
     nq = len(ids["q_pids"])
-    distmat = pairwise_distance(emb[:nq], emb[nq:], metric="cosine")
-    metrics = evaluate_ranking(distmat, ids["q_pids"], ids["g_pids"], ids["q_camids"], ids["g_camids"])
+    metrics = evaluate_embeddings(emb[:nq], emb[nq:], ids["q_pids"], ids["g_pids"], ids["q_camids"], ids["g_camids"],
+                                  metric="cosine")
     row.update({k: round(float(metrics[k]), 3) for k in ("rank1", "rank5", "rank10", "mAP", "mINP")})
     row["num_valid_queries"] = int(metrics["num_valid_queries"])
     if "attributes" in outputs and ids["attribute_truth"] is not None:
