@@ -191,6 +191,25 @@ def visualize(
 
 
 @app.command()
+def predict(
+    data: Annotated[Path, typer.Option(help="Course layout: train/, test/, queries/, annotations_train.csv.")],
+    model: Annotated[str, typer.Option(help="PATH or RUNTIME=PATH (an attribute model also writes classification_test.csv).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for reid_test.txt and classification_test.csv.")],
+    top_k: Annotated[int, typer.Option(help="Gallery images listed per query.")] = 100,
+    quiet: Quiet = False,
+) -> None:
+    """Course submission files: each query's ranked test images, and the 27 attributes of every test image."""
+    from .predict import predict_course
+
+    files = predict_course(data, model, output, top_k=top_k, progress=not quiet)
+    for file in files:
+        typer.echo(f"wrote {file}")
+    if len(files) == 1:
+        typer.echo("the model has no attribute outputs, so classification_test.csv was not written "
+                   "(train with attributes and export with --with-attributes)")
+
+
+@app.command()
 def demo(
     out: Annotated[Optional[Path], typer.Option(help="Folder for everything. Default: runs/demo-<time>.")] = None,
     train_ids: Annotated[int, typer.Option(help="Synthetic training identities.")] = 150,

@@ -118,8 +118,9 @@ class ReidNet(nn.Module):
         return out
 
 
-def split_attributes(values: torch.Tensor) -> dict[str, torch.Tensor]:
-    """(N, 30) attribute logits or probabilities -> {"age": (N, 4), "binary": (N, 9), "upper": (N, 8), "lower": (N, 9)}."""
+def split_attributes(values):
+    """(N, 30) attribute logits or probabilities (tensor or array) -> {"age": (N, 4), "binary": (N, 9),
+    "upper": (N, 8), "lower": (N, 9)}, views of the input."""
     out, start = {}, 0
     for name, size in _ATTRIBUTE_GROUPS:
         out[name] = values[:, start:start + size]
