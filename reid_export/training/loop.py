@@ -1,0 +1,430 @@
+"""The training loop, in the shape of the torchvision references: `train_one_epoch`, `evaluate`, `train`.
+
+    result = train(load_recipe("quick", {"data": "data/market", "out": "runs/quick.pt"}))
+
+`train` builds data, model, loss, optimizer and learning-rate schedule from a `TrainConfig`, runs
+one `train_one_epoch` per epoch, rewrites the checkpoint at `config.out` after each (atomically),
+and ends with `evaluate` on query/gallery when the data set has them. `resume=True` continues from
+that checkpoint: weights, optimizer, schedule, RNG states and the epoch, so the resumed run ends
+where an uninterrupted one would. On CUDA out-of-memory the batch halves and the epoch starts over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import random
+import time
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..data.market1501 import load_market1501
+from ..errors import CheckpointError, DataError, ReidExportError
+from ..model import build_model
+from .config import TrainConfig
+from .dataset import ReidDataset
+from .losses import ReidLoss
+from .samplers import PKSampler, RandomBatchSampler
+from .transforms import eval_transform, train_transform
+
+__all__ = ["TrainResult", "train", "train_one_epoch", "train_step", "evaluate", "extract_embeddings"]
+
+_RANK_KEYS = ("rank1", "rank5", "rank10", "mAP", "mINP")
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path  # the checkpoint written last (at config.out)
+    metrics: dict  # last epoch's loss / id_acc (%) / images_per_sec, plus rank1, mAP, mINP (%) if evaluated
+    seconds: float  # wall time of the whole `train` call, data loading and evaluation included
+    images_per_sec: float  # training throughput over the epochs run in this call (0 if none ran)
+
+
+def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False) -> TrainResult:
+    """Train as `config` says and write the checkpoint to `config.out`; see the module docstring.
+    `config.num_threads` applies for the duration of the call; torch's setting is restored after."""
+    with _torch_threads(config.num_threads):
+        from rich.console import Console
+
+        started = time.perf_counter()
+        console = Console(quiet=quiet, highlight=False, soft_wrap=True)
+        out = _check_out(config, resume)
+        ckpt = load_checkpoint(out) if resume else None
+        device = _device(config.device)
+        amp = config.amp and device.type == "cuda"
+        if config.amp and not amp:
+            console.print("[yellow]amp is for cuda only; training in float32 on cpu[/]")
+        _seed_everything(config.seed)
+
+        train_data, test_data = _load_data(config, progress=not quiet)
+        console.print(f"recipe {config.recipe}: {config.arch} at {config.height}x{config.width} on {device}, "
+                      f"{len(train_data.train)} training images of {train_data.num_train_ids} ids")
+        model = build_model(config.model_config(train_data.num_train_ids), init=config.init).to(device)
+        criterion = ReidLoss(label_smoothing=config.label_smoothing, triplet_weight=config.triplet_weight,
+                             margin=config.margin)
+        optimizer = _optimizer(config, model)
+        scaler = torch.amp.GradScaler("cuda") if amp else None
+        labels = [train_data.label(s.pid) for s in train_data.train]
+        transform = train_transform(config.preprocess, flip=config.flip, pad_crop=config.pad_crop,
+                                    random_erasing=config.random_erasing)
+        dataset = ReidDataset(train_data.train, labels, transform)
+
+        run = config  # the config as run: batch_size and p shrink on out-of-memory
+        start_epoch, history = 0, []
+        if ckpt is not None:
+            run, start_epoch, history = _resume(ckpt, config, model, optimizer, scaler, out, console)
+        loader = _train_loader(dataset, labels, run, device)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor_fn(run, len(loader)))
+        if ckpt is not None:
+            if ckpt.get("lr_scheduler"):
+                scheduler.load_state_dict(ckpt["lr_scheduler"])
+            _place_schedule(scheduler, run, len(loader), start_epoch * len(loader))
+            _set_rng_state(ckpt["train_state"]["rng"])
+
+        images, train_seconds, metrics = 0, 0.0, dict(history[-1]) if history else {}
+        for epoch in range(start_epoch, config.epochs):
+            stats, loader, run = _epoch_with_oom_retry(model, criterion, optimizer, scheduler, loader, dataset,
+                                                       labels, run, device, epoch, scaler, amp, quiet, console)
+            images += stats.pop("images")
+            train_seconds += stats["epoch_seconds"]
+            metrics = {"epoch": epoch + 1, **stats}
+            last = epoch + 1 == config.epochs
+            if test_data is not None and config.eval_every and (epoch + 1) % config.eval_every == 0 and not last:
+                metrics.update(evaluate(model, *_eval_loaders(test_data, run, device), device, progress=not quiet))
+            history.append(metrics)
+            console.print(_epoch_line(metrics, config.epochs))
+            _save(out, model, optimizer, scheduler, scaler, epoch + 1, metrics, run, history, loader)
+
+        if test_data is None:
+            console.print("no query/ and bounding_box_test/ folders: skipped the ranking evaluation")
+        elif start_epoch < config.epochs or "rank1" not in metrics:
+            metrics.update(evaluate(model, *_eval_loaders(test_data, run, device), device, progress=not quiet))
+            history[-1:] = [metrics]
+            _save(out, model, optimizer, scheduler, scaler, max(config.epochs, start_epoch), metrics, run, history,
+                  loader)
+            console.print(f"rank-1 {metrics['rank1']:.1f}%  mAP {metrics['mAP']:.1f}%  mINP {metrics['mINP']:.1f}%")
+        console.print(f"checkpoint: {out}")
+        return TrainResult(checkpoint=out, metrics=metrics, seconds=time.perf_counter() - started,
+                           images_per_sec=images / train_seconds if train_seconds else 0.0)
+
+
+def train_one_epoch(model, criterion, optimizer, lr_scheduler, data_loader, device, epoch: int, *,
+                    scaler=None, amp: bool = False, progress: bool = True, total_epochs: int = 0) -> dict:
+    """One pass over `data_loader`, stepping `lr_scheduler` after every batch. Returns the epoch's mean
+    `loss`, `id_acc` (percent), `images`, `epoch_seconds`, `images_per_sec` and the last `lr`."""
+    model.train()
+    data_loader.batch_sampler.set_epoch(epoch)
+    loss_sum, correct, seen = 0.0, 0, 0
+    start = time.perf_counter()
+    with _progress_bar(progress, stats=True) as bar:
+        task = bar.add_task(f"epoch {epoch + 1}/{total_epochs or '?'}", total=len(data_loader), loss=0.0, acc=0.0,
+                            ips=0.0)
+        for step, (images, labels, _) in enumerate(data_loader):
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            loss, logits = train_step(model, criterion, optimizer, images, labels, scaler=scaler, amp=amp)
+            if not math.isfinite(loss):
+                raise ReidExportError(f"the training loss became {loss} at epoch {epoch + 1}, batch {step + 1}; "
+                                      "lower lr, raise warmup_epochs, or turn amp off")
+            lr_scheduler.step()
+            n = images.shape[0]
+            loss_sum += loss * n
+            correct += int((logits.argmax(1) == labels).sum())
+            seen += n
+            elapsed = time.perf_counter() - start
+            bar.update(task, advance=1, loss=loss_sum / seen, acc=100.0 * correct / seen, ips=seen / elapsed)
+    seconds = time.perf_counter() - start
+    return {"loss": loss_sum / max(seen, 1), "id_acc": 100.0 * correct / max(seen, 1), "images": seen,
+            "epoch_seconds": seconds, "images_per_sec": seen / seconds if seconds else 0.0,
+            "lr": optimizer.param_groups[0]["lr"]}
+
+
+def train_step(model, criterion, optimizer, images, labels, *, scaler=None, amp: bool = False):
+    """Forward, loss, backward and optimizer step on one batch; returns (loss as float, detached logits)."""
+    with torch.autocast(device_type=images.device.type, dtype=torch.float16, enabled=amp):
+        outputs = model(images)
+        loss, _ = criterion(outputs, labels)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return float(loss.detach()), outputs["logits"].detach()
+
+
+@torch.no_grad()
+def extract_embeddings(model, data_loader, device, *, progress: bool = False):
+    """Eval-mode embeddings of every image: (float32 array (N, dim), labels (N,), camids (N,))."""
+    model.eval()
+    embeddings, labels, camids = [], [], []
+    with _progress_bar(progress) as bar:
+        task = bar.add_task("embedding", total=len(data_loader))
+        for images, batch_labels, batch_camids in data_loader:
+            embeddings.append(model.embed(images.to(device)).float().cpu())
+            labels.append(batch_labels)
+            camids.append(batch_camids)
+            bar.advance(task)
+    return torch.cat(embeddings).numpy(), torch.cat(labels).numpy(), torch.cat(camids).numpy()
+
+
+def evaluate(model, query_loader, gallery_loader, device, *, progress: bool = False) -> dict:
+    """Rank the gallery for every query by cosine distance (Market-1501 protocol); percent values."""
+    from ..metrics import evaluate_ranking
+    from ..ranking import pairwise_distance
+
+    q, q_pids, q_camids = extract_embeddings(model, query_loader, device, progress=progress)
+    g, g_pids, g_camids = extract_embeddings(model, gallery_loader, device, progress=progress)
+    result = evaluate_ranking(pairwise_distance(q, g, metric="cosine"), q_pids, g_pids, q_camids, g_camids)
+    return {key: float(result[key]) for key in _RANK_KEYS}
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _torch_threads(num_threads: int):
+    before = torch.get_num_threads()
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _check_out(config: TrainConfig, resume: bool) -> Path:
+    if not config.data:
+        raise DataError("training config: data is empty; pass --data DIR, the Market-1501 folder to train on")
+    out = Path(config.out).expanduser()
+    if out.is_dir():
+        raise ReidExportError(f"--out {out} is a folder; pass a checkpoint file path such as {out / 'model.pt'}")
+    if out.exists() and not resume:
+        raise ReidExportError(f"checkpoint {out} already exists; pass --resume to continue that run, or choose "
+                              "another --out (training never overwrites a checkpoint)")
+    if resume and not out.exists():
+        raise ReidExportError(f"--resume: no checkpoint at {out} to continue from; drop --resume to start a new "
+                              "run there, or pass the --out of the run to continue")
+    return out
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ReidExportError("device cuda was asked for but torch sees no CUDA GPU; pass --device cpu or auto")
+    return torch.device(name)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _load_data(config: TrainConfig, *, progress: bool):
+    train_data = load_market1501(config.data, splits=("train",), progress=progress)
+    if train_data.num_train_ids < 2:
+        raise DataError(f"training needs at least 2 identities in {train_data.root / 'bounding_box_train'}, "
+                        f"found {train_data.num_train_ids}; add images of more people")
+    root = train_data.root
+    if not ((root / "query").is_dir() and (root / "bounding_box_test").is_dir()):
+        return train_data, None
+    return train_data, load_market1501(root, splits=("query", "gallery"), progress=progress)
+
+
+def _optimizer(config: TrainConfig, model) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _lr_factor_fn(config: TrainConfig, steps_per_epoch: int):
+    """lr multiplier at an iteration: linear warm-up, then the scheduler's shape, evaluated per batch."""
+    warmup, epochs = config.warmup_epochs, config.epochs
+
+    def factor(step: int) -> float:
+        t = step / steps_per_epoch  # epochs done
+        if config.scheduler == "cosine":
+            progress = min(max((t - warmup) / max(epochs - warmup, 1e-8), 0.0), 1.0)
+            value = 0.5 * (1.0 + math.cos(math.pi * progress))
+        elif config.scheduler == "step":
+            value = config.lr_gamma ** sum(t >= m for m in config.lr_steps)
+        else:
+            value = 1.0
+        if t < warmup:
+            value *= (step + 1) / (warmup * steps_per_epoch)
+        return value
+
+    return factor
+
+
+def _place_schedule(scheduler, config: TrainConfig, steps_per_epoch: int, step: int) -> None:
+    """Point the schedule at iteration `step` for `steps_per_epoch`, and set the optimizer's lr from it."""
+    scheduler.lr_lambdas = [_lr_factor_fn(config, steps_per_epoch)] * len(scheduler.lr_lambdas)
+    scheduler.last_epoch = step - 1
+    with warnings.catch_warnings():  # "step() before optimizer.step()": expected when the first step failed
+        warnings.simplefilter("ignore", UserWarning)
+        scheduler.step()
+
+
+def _train_loader(dataset, labels, config: TrainConfig, device) -> DataLoader:
+    if config.pk:
+        sampler = PKSampler(labels, config.ids_per_batch, config.k, seed=config.seed)
+    else:
+        sampler = RandomBatchSampler(len(dataset), config.batch_size, seed=config.seed)
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=config.num_workers,
+                      persistent_workers=config.num_workers > 0, pin_memory=device.type == "cuda")
+
+
+def _eval_loaders(test_data, config: TrainConfig, device):
+    transform = eval_transform(config.preprocess)
+    loaders = []
+    for samples in (test_data.query, test_data.gallery):
+        dataset = ReidDataset(samples, [s.pid for s in samples], transform)
+        loaders.append(DataLoader(dataset, batch_size=config.batch_size, shuffle=False,
+                                  num_workers=config.num_workers, pin_memory=device.type == "cuda"))
+    return loaders
+
+
+def _epoch_with_oom_retry(model, criterion, optimizer, scheduler, loader, dataset, labels, run, device, epoch,
+                          scaler, amp, quiet, console):
+    """Run an epoch; on CUDA out-of-memory restore the epoch's start, halve the batch and run it again."""
+    snapshot = _snapshot(model, optimizer, scheduler, scaler)
+    while True:
+        try:
+            stats = train_one_epoch(model, criterion, optimizer, scheduler, loader, device, epoch, scaler=scaler,
+                                    amp=amp, progress=not quiet, total_epochs=run.epochs)
+            return stats, loader, run
+        except torch.cuda.OutOfMemoryError:
+            pass  # handled below, outside the except block, so the failed step's tensors are freed first
+        old = run.batch_size
+        run = _halved(run)
+        console.print(f"[yellow]CUDA out of memory at batch size {old}: retrying epoch {epoch + 1} with "
+                      f"batch size {run.batch_size}[/]")
+        del loader
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        _restore(snapshot, model, optimizer, scheduler, scaler)
+        loader = _train_loader(dataset, labels, run, device)
+        _place_schedule(scheduler, run, len(loader), epoch * len(loader))
+
+
+def _halved(run: TrainConfig) -> TrainConfig:
+    if run.pk:
+        p = run.ids_per_batch // 2
+        if p >= (2 if run.triplet_weight > 0 else 1):
+            return replace(run, p=p, batch_size=p * run.k)
+    elif run.batch_size // 2 >= 1:
+        return replace(run, batch_size=run.batch_size // 2)
+    raise ReidExportError(
+        f"CUDA ran out of memory even at batch size {run.batch_size}; the model does not fit this GPU. "
+        "Fix: a smaller --arch, a smaller input (height/width), amp = true, or a GPU with more free memory"
+    )
+
+
+def _snapshot(model, optimizer, scheduler, scaler) -> dict:
+    return {"model": _to_cpu(model.state_dict()), "optimizer": _to_cpu(optimizer.state_dict()),
+            "scheduler": copy.deepcopy(scheduler.state_dict()),
+            "scaler": copy.deepcopy(scaler.state_dict()) if scaler is not None else None}
+
+
+def _restore(snapshot: dict, model, optimizer, scheduler, scaler) -> None:
+    model.load_state_dict(snapshot["model"])
+    optimizer.load_state_dict(copy.deepcopy(snapshot["optimizer"]))
+    scheduler.load_state_dict(copy.deepcopy(snapshot["scheduler"]))
+    if scaler is not None:
+        scaler.load_state_dict(snapshot["scaler"])
+
+
+def _to_cpu(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
+def _save(out, model, optimizer, scheduler, scaler, epoch, metrics, run, history, loader) -> None:
+    state = {"rng": _rng_state(), "sampler_epoch": epoch, "steps_per_epoch": len(loader), "history": history,
+             "scaler": scaler.state_dict() if scaler is not None else None}
+    save_checkpoint(out, model, epoch=epoch, optimizer=optimizer, lr_scheduler=scheduler, metrics=metrics,
+                    recipe=run.to_dict(), extra={"train_state": state})
+
+
+def _resume(ckpt: dict, config: TrainConfig, model, optimizer, scaler, out: Path, console):
+    if not isinstance(ckpt.get("train_state"), dict) or not ckpt.get("optimizer"):
+        raise CheckpointError(f"--resume: {out} holds weights but no training state (optimizer, RNG); it was not "
+                              "written by `reid-export train`. Start a new run with another --out "
+                              "(--init PATH starts from its weights)")
+    expected, saved_config = model.config.to_dict(), ckpt["config"]
+    differ = sorted(k for k in expected if saved_config.get(k) != expected[k])
+    if differ:
+        found = ", ".join(f"{k}={saved_config.get(k)!r}" for k in differ)
+        wanted = ", ".join(f"{k}={expected[k]!r}" for k in differ)
+        raise CheckpointError(f"--resume: {out} holds a model with {found}, but this config and data give "
+                              f"{wanted}; resume with the same recipe and data, or start a new --out")
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    state = ckpt["train_state"]
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    run = config
+    saved = ckpt.get("recipe") or {}
+    if saved.get("batch_size", config.batch_size) < config.batch_size:  # halved after an out-of-memory
+        run = config.with_overrides({"batch_size": saved["batch_size"], "p": saved.get("p", 0)})
+    epoch = int(ckpt["epoch"])
+    console.print(f"resuming {out} after epoch {epoch} of {config.epochs}")
+    return run, epoch, list(state.get("history", []))
+
+
+def _rng_state() -> dict:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
+            "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    random.setstate(_as_tuples(state["python"]))
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuples(obj):
+    return tuple(_as_tuples(v) for v in obj) if isinstance(obj, (list, tuple)) else obj
+
+
+def _epoch_line(metrics: dict, epochs: int) -> str:
+    line = (f"epoch {metrics['epoch']}/{epochs}  loss {metrics['loss']:.3f}  id acc {metrics['id_acc']:.1f}%  "
+            f"{metrics['images_per_sec']:.0f} img/s  lr {metrics['lr']:.2e}  {metrics['epoch_seconds']:.0f}s")
+    if "rank1" in metrics:
+        line += f"  rank-1 {metrics['rank1']:.1f}%  mAP {metrics['mAP']:.1f}%"
+    return line
+
+
+def _progress_bar(enabled: bool, *, stats: bool = False):
+    from rich import get_console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+    if stats:
+        columns.append(TextColumn("loss {task.fields[loss]:.3f}  acc {task.fields[acc]:.1f}%  "
+                                  "{task.fields[ips]:.0f} img/s"))
+    live = enabled and get_console().is_terminal  # a log file gets the per-epoch lines only
+    return Progress(*columns, TimeRemainingColumn(), transient=True, disable=not live)
