@@ -132,6 +132,8 @@ def write_plots(report: dict, out_dir: str | Path) -> dict[str, Path]:
         points = sorted((int(bs), t["images_per_sec"]) for bs, t in row["throughput"].items() if "error" not in t)
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=_row_label(row))
     ax.set_xscale("log", base=2)
+    sizes = sorted({int(bs) for row in rows for bs in row["throughput"]})
+    ax.set_xticks(sizes, [str(b) for b in sizes])
     ax.set_xlabel("batch size")
     ax.set_ylabel("images/s (model only, median)")
     ax.set_title("Throughput vs batch size")
