@@ -268,12 +268,19 @@ def _read_report(path: Path) -> dict:
 
 
 def _parse_sets(items: list[str]) -> dict:
+    """`--set KEY=VALUE` pairs; VALUE is read as in a recipe file (TOML: 64, 2e-3, true, [40, 70]),
+    and taken as a plain string when it is not valid TOML (--set arch=resnet50)."""
+    import tomllib
+
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep:
+        if not sep or not key.strip():
             raise ReidExportError(f"--set takes KEY=VALUE, got {item!r}")
-        out[key.strip()] = value
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value
     return out
 
 
