@@ -42,7 +42,7 @@ def synth(
 
 @app.command()
 def train(
-    data: Annotated[Path, typer.Option(help="Market-1501 folder (bounding_box_train/, query/, bounding_box_test/).")],
+    data: Annotated[Path, typer.Option(help="Market-1501 folder (bounding_box_train/, query/, bounding_box_test/) or a course folder (train/, test/, queries/, annotations_train.csv).")],
     out: Annotated[Path, typer.Option(help="Checkpoint to write (.pt); updated atomically every epoch.")],
     recipe: Annotated[str, typer.Option(help="Recipe name in train/ (quick, seed, ...) or a .toml path.")] = "quick",
     epochs: Annotated[Optional[int], typer.Option(help="Override the recipe's epochs.")] = None,

@@ -3,19 +3,26 @@
     from reid_export.training import load_recipe, train
     result = train(load_recipe("quick", {"data": "data/market", "out": "runs/quick.pt"}))
     result.metrics["rank1"], result.checkpoint
+
+`--data` may be a Market-1501 folder or a course folder (`layouts.py`); `attributes = true` (or
+"auto") trains the 27 attribute heads alongside identity.
 """
 
 from .config import TrainConfig, available_recipes, load_recipe, recipe_dir
 from .dataset import ReidDataset
-from .losses import ReidLoss, batch_hard_triplet_loss, label_smoothing_cross_entropy
-from .loop import TrainResult, evaluate, extract_embeddings, train, train_one_epoch, train_step
+from .evaluation import evaluate, extract_embeddings, extract_outputs, print_summary, summary_tables
+from .layouts import TrainingData, detect_layout, load_training_data, resolve_attributes
+from .losses import CenterLoss, ReidLoss, attribute_loss, batch_hard_triplet_loss, label_smoothing_cross_entropy
+from .loop import TrainResult, train, train_one_epoch, train_step
 from .samplers import PKSampler, RandomBatchSampler
 from .transforms import EvalTransform, TrainTransform, eval_transform, train_transform
 
 __all__ = [
     "TrainConfig", "load_recipe", "available_recipes", "recipe_dir",
-    "train", "TrainResult", "train_one_epoch", "train_step", "evaluate", "extract_embeddings",
-    "ReidLoss", "label_smoothing_cross_entropy", "batch_hard_triplet_loss",
+    "train", "TrainResult", "train_one_epoch", "train_step",
+    "evaluate", "extract_embeddings", "extract_outputs", "summary_tables", "print_summary",
+    "TrainingData", "detect_layout", "load_training_data", "resolve_attributes",
+    "ReidLoss", "CenterLoss", "label_smoothing_cross_entropy", "batch_hard_triplet_loss", "attribute_loss",
     "PKSampler", "RandomBatchSampler", "ReidDataset",
     "TrainTransform", "EvalTransform", "train_transform", "eval_transform",
 ]

@@ -2,6 +2,11 @@
 
     config = load_recipe("quick", {"data": "data/market", "out": "runs/quick.pt", "epochs": 3})
 
+`attributes` takes true, false or "auto": "auto" turns the attribute heads on when the data set has
+attribute labels (market_attribute.mat in the Market layout, annotations_train.csv in the course
+layout) and off otherwise. `train` resolves it before building the model and records the resolved
+true/false in the checkpoint's `recipe`, so a checkpoint always says what was trained.
+
 A recipe is a flat TOML file in the repository's `train/` folder (`train/quick.toml` is the recipe
 "quick"); a path to any .toml file works too. Keys are the field names below. Unknown keys, in the
 file or in the overrides, are errors that list the valid ones. Defaults are the seed recipe's.
@@ -28,7 +33,7 @@ NECKS = ("none", "bnneck")
 @dataclass
 class TrainConfig:
     recipe: str = "custom"  # recipe name; recorded in the checkpoint with the rest of this config
-    data: str = ""  # Market-1501 folder in the official layout (bounding_box_train/, query/, ...)
+    data: str = ""  # Market-1501 folder (bounding_box_train/, query/, ...) or course folder (train/, queries/, ...)
     out: str = "runs/reid.pt"  # checkpoint path, rewritten atomically at the end of every epoch
     arch: str = "resnet50"  # backbone, one of model.ARCHS
     init: str = "random"  # "random", "imagenet" (downloads torchvision weights) or a path to ResNet weights
@@ -46,12 +51,18 @@ class TrainConfig:
     weight_decay: float = 0.0  # L2 penalty (adam, sgd) or decoupled decay (adamw)
     momentum: float = 0.9  # sgd momentum; ignored by adam and adamw
     scheduler: str = "constant"  # learning-rate shape after warm-up: "cosine", "step" or "constant"
-    warmup_epochs: float = 0.0  # linear warm-up from ~0 to lr over this many epochs, per iteration
+    warmup_epochs: float = 0.0  # linear warm-up to lr over this many epochs, per iteration
+    warmup_start: float = 0.0  # lr factor the warm-up starts from (BoT: 0.1); 0 = from ~0
     lr_steps: list[int] = field(default_factory=list)  # "step" scheduler: epochs at which lr *= lr_gamma
     lr_gamma: float = 0.1  # "step" scheduler: decay factor at each of lr_steps
     label_smoothing: float = 0.0  # epsilon of label-smoothed cross-entropy on the ID logits; 0 = plain CE
     triplet_weight: float = 0.0  # weight of the batch-hard triplet loss on the pooled features; 0 = off
     margin: float = 0.3  # triplet hinge margin; 0 = soft margin, log(1 + exp(d_ap - d_an))
+    center_loss_weight: float = 0.0  # weight of the center loss on the pooled features (BoT: 5e-4); 0 = off
+    center_lr: float = 0.5  # center loss: SGD step size of the class centers' own update (BoT: 0.5)
+    attributes: bool | str = False  # attribute heads: true, false or "auto" (on when the data has labels)
+    attribute_weight: float = 1.0  # weight of the attribute loss in the joint loss
+    val_ids: int = 100  # course layout: ids held out of training for validation (the last ones by pid)
     flip: bool = False  # random horizontal flip (p = 0.5)
     pad_crop: bool = False  # pad 10 px, then crop back to height x width at a random offset
     random_erasing: bool = False  # erase a random rectangle (p = 0.5) with the mean colour
@@ -60,6 +71,7 @@ class TrainConfig:
     seed: int = 0  # seeds init, sampling and augmentation: same seed, same run on CPU
     device: str = "auto"  # "auto" (cuda when available), "cpu" or "cuda"
     amp: bool = False  # mixed precision (float16 autocast + grad scaling); cuda only, ignored on cpu
+    channels_last: bool = True  # channels-last memory format for model and inputs; cuda only, ignored on cpu
     eval_every: int = 0  # evaluate on query/gallery every N epochs; 0 = only after the last epoch
 
     def __post_init__(self) -> None:
@@ -84,9 +96,13 @@ class TrainConfig:
         return Preprocess(height=self.height, width=self.width)
 
     def model_config(self, num_classes: int) -> ModelConfig:
+        """The model this config trains. `attributes = "auto"` must be resolved first (`train` does)."""
+        if self.attributes == "auto":
+            raise ReidExportError('training config: attributes = "auto" is resolved against the data before the '
+                                  "model is built; call config.with_overrides({'attributes': True or False}) first")
         return ModelConfig(
             arch=self.arch, num_classes=num_classes, neck=self.neck, last_stride=self.last_stride,
-            zero_init_residual=self.zero_init_residual, preprocess=self.preprocess,
+            zero_init_residual=self.zero_init_residual, attributes=self.attributes, preprocess=self.preprocess,
         )
 
     def to_dict(self) -> dict:
@@ -105,6 +121,9 @@ class TrainConfig:
     def _coerce_types(self) -> None:
         for f in fields(self):
             value, default = getattr(self, f.name), _default(f)
+            if f.name == "attributes":
+                self.attributes = _bool_or_auto(value)
+                continue
             if isinstance(default, bool):
                 ok = isinstance(value, bool)
             elif isinstance(default, int):
@@ -135,15 +154,19 @@ class TrainConfig:
         _one_of("scheduler", self.scheduler, SCHEDULERS)
         _one_of("device", self.device, DEVICES)
         _one_of("last_stride", self.last_stride, (1, 2))
-        for name in ("epochs", "batch_size", "height", "width"):
+        for name in ("epochs", "batch_size", "height", "width", "val_ids"):
             if getattr(self, name) < 1:
                 _fail(f"{name} must be at least 1, found {getattr(self, name)}")
         for name in ("p", "k", "num_workers", "num_threads", "eval_every", "weight_decay", "warmup_epochs",
-                     "triplet_weight", "margin", "momentum"):
+                     "triplet_weight", "margin", "momentum", "center_loss_weight", "attribute_weight"):
             if getattr(self, name) < 0:
                 _fail(f"{name} must not be negative, found {getattr(self, name)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             _fail(f"lr must be a positive number, found {self.lr}")
+        if not (self.center_lr > 0 and math.isfinite(self.center_lr)):
+            _fail(f"center_lr must be a positive number, found {self.center_lr}")
+        if not 0 <= self.warmup_start <= 1:
+            _fail(f"warmup_start must be in [0, 1], found {self.warmup_start}")
         if not 0 <= self.label_smoothing < 1:
             _fail(f"label_smoothing must be in [0, 1), found {self.label_smoothing}")
         if self.pk:
@@ -222,6 +245,17 @@ def _clean_keys(values: dict, *, source: str) -> dict:
 
 def _default(f):
     return f.default_factory() if f.default is MISSING else f.default
+
+
+def _bool_or_auto(value) -> bool | str:
+    """true / false / "auto"; the strings "true", "false", "auto" (any case) too, as `--set` gives them."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower() if isinstance(value, str) else None
+    if text in ("true", "false", "auto"):
+        return {"true": True, "false": False}.get(text, "auto")
+    raise ReidExportError(f'training config: attributes must be true, false or "auto", found {value!r} '
+                          f'({type(value).__name__}). Fix: e.g. attributes = "auto"')
 
 
 def _one_of(name: str, value, allowed: tuple) -> None:

@@ -2,11 +2,14 @@
 
     result = train(load_recipe("quick", {"data": "data/market", "out": "runs/quick.pt"}))
 
-`train` builds data, model, loss, optimizer and learning-rate schedule from a `TrainConfig`, runs
-one `train_one_epoch` per epoch, rewrites the checkpoint at `config.out` after each (atomically),
-and ends with `evaluate` on query/gallery when the data set has them. `resume=True` continues from
-that checkpoint: weights, optimizer, schedule, RNG states and the epoch, so the resumed run ends
-where an uninterrupted one would. On CUDA out-of-memory the batch halves and the epoch starts over.
+`train` reads the data (Market-1501 or course layout, `layouts.py`), resolves `attributes`, builds
+model, loss, optimizer and learning-rate schedule from a `TrainConfig`, runs one `train_one_epoch`
+per epoch, rewrites the checkpoint at `config.out` after each (atomically), and ends with
+`evaluate` (`evaluation.py`) on the evaluation split when the data has one, printing a summary
+table. `resume=True` continues from that checkpoint: weights, optimizer, schedule, center-loss
+centers, RNG states and the epoch, so the resumed run ends where an uninterrupted one would. On
+CUDA out-of-memory the batch halves and the epoch starts over; on CUDA, model and inputs use the
+channels-last memory format unless `channels_last = false`.
 """
 
 from __future__ import annotations
@@ -25,24 +28,24 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..checkpoint import load_checkpoint, save_checkpoint
-from ..data.market1501 import load_market1501
 from ..errors import CheckpointError, DataError, ReidExportError
 from ..model import build_model
 from .config import TrainConfig
 from .dataset import ReidDataset
+from .evaluation import evaluate, extract_embeddings, print_summary
+from .layouts import TrainingData, load_training_data, resolve_attributes
 from .losses import ReidLoss
 from .samplers import PKSampler, RandomBatchSampler
 from .transforms import eval_transform, train_transform
 
 __all__ = ["TrainResult", "train", "train_one_epoch", "train_step", "evaluate", "extract_embeddings"]
 
-_RANK_KEYS = ("rank1", "rank5", "rank10", "mAP", "mINP")
-
 
 @dataclass
 class TrainResult:
     checkpoint: Path  # the checkpoint written last (at config.out)
-    metrics: dict  # last epoch's loss / id_acc (%) / images_per_sec, plus rank1, mAP, mINP (%) if evaluated
+    metrics: dict  # last epoch's loss / id_acc (%) / images_per_sec, plus rank1, mAP, mINP (%) if evaluated,
+    #                and attr_mean_accuracy, attr_mA (%) and attr_per_attribute with attribute heads and test labels
     seconds: float  # wall time of the whole `train` call, data loading and evaluation included
     images_per_sec: float  # training throughput over the epochs run in this call (0 if none ran)
 
@@ -61,25 +64,32 @@ def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False) -> 
         amp = config.amp and device.type == "cuda"
         if config.amp and not amp:
             console.print("[yellow]amp is for cuda only; training in float32 on cpu[/]")
+        channels_last = config.channels_last and device.type == "cuda"
         _seed_everything(config.seed)
 
-        train_data, test_data = _load_data(config, progress=not quiet)
-        console.print(f"recipe {config.recipe}: {config.arch} at {config.height}x{config.width} on {device}, "
-                      f"{len(train_data.train)} training images of {train_data.num_train_ids} ids")
-        model = build_model(config.model_config(train_data.num_train_ids), init=config.init).to(device)
+        data = load_training_data(config.data, attributes=config.attributes, val_ids=config.val_ids,
+                                  progress=not quiet)
+        config = config.with_overrides({"attributes": resolve_attributes(config.attributes, data)})
+        console.print(_data_line(config, data, device))
+        model = build_model(config.model_config(data.num_train_ids), init=config.init).to(device)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
         criterion = ReidLoss(label_smoothing=config.label_smoothing, triplet_weight=config.triplet_weight,
-                             margin=config.margin)
+                             margin=config.margin, center_weight=config.center_loss_weight,
+                             num_classes=data.num_train_ids, feature_dim=model.config.embedding_dim,
+                             center_lr=config.center_lr, attribute_weight=config.attribute_weight).to(device)
         optimizer = _optimizer(config, model)
         scaler = torch.amp.GradScaler("cuda") if amp else None
-        labels = [train_data.label(s.pid) for s in train_data.train]
+        labels = data.labels
         transform = train_transform(config.preprocess, flip=config.flip, pad_crop=config.pad_crop,
                                     random_erasing=config.random_erasing)
-        dataset = ReidDataset(train_data.train, labels, transform)
+        dataset = ReidDataset(data.train, labels, transform, *(data.attribute_arrays() if config.attributes else ()))
+        eval_codes = data.eval_attributes if config.attributes else None
 
         run = config  # the config as run: batch_size and p shrink on out-of-memory
         start_epoch, history = 0, []
         if ckpt is not None:
-            run, start_epoch, history = _resume(ckpt, config, model, optimizer, scaler, out, console)
+            run, start_epoch, history = _resume(ckpt, config, model, optimizer, scaler, out, console, criterion)
         loader = _train_loader(dataset, labels, run, device)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor_fn(run, len(loader)))
         if ckpt is not None:
@@ -88,47 +98,60 @@ def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False) -> 
             _place_schedule(scheduler, run, len(loader), start_epoch * len(loader))
             _set_rng_state(ckpt["train_state"]["rng"])
 
+        def validate() -> dict:
+            return evaluate(model, *_eval_loaders(data, run, device), device, attribute_codes=eval_codes,
+                            channels_last=channels_last, progress=not quiet)
+
         images, train_seconds, metrics = 0, 0.0, dict(history[-1]) if history else {}
         for epoch in range(start_epoch, config.epochs):
             stats, loader, run = _epoch_with_oom_retry(model, criterion, optimizer, scheduler, loader, dataset,
-                                                       labels, run, device, epoch, scaler, amp, quiet, console)
+                                                       labels, run, device, epoch, scaler, amp, quiet, console,
+                                                       channels_last=channels_last)
             images += stats.pop("images")
             train_seconds += stats["epoch_seconds"]
             metrics = {"epoch": epoch + 1, **stats}
             last = epoch + 1 == config.epochs
-            if test_data is not None and config.eval_every and (epoch + 1) % config.eval_every == 0 and not last:
-                metrics.update(evaluate(model, *_eval_loaders(test_data, run, device), device, progress=not quiet))
+            if data.query is not None and config.eval_every and (epoch + 1) % config.eval_every == 0 and not last:
+                metrics.update(validate())
             history.append(metrics)
             console.print(_epoch_line(metrics, config.epochs))
-            _save(out, model, optimizer, scheduler, scaler, epoch + 1, metrics, run, history, loader)
+            _save(out, model, optimizer, scheduler, scaler, epoch + 1, metrics, run, history, loader, criterion)
 
-        if test_data is None:
+        if data.query is None:
             console.print("no query/ and bounding_box_test/ folders: skipped the ranking evaluation")
         elif start_epoch < config.epochs or "rank1" not in metrics:
-            metrics.update(evaluate(model, *_eval_loaders(test_data, run, device), device, progress=not quiet))
+            metrics.update(validate())
             history[-1:] = [metrics]
             _save(out, model, optimizer, scheduler, scaler, max(config.epochs, start_epoch), metrics, run, history,
-                  loader)
-            console.print(f"rank-1 {metrics['rank1']:.1f}%  mAP {metrics['mAP']:.1f}%  mINP {metrics['mINP']:.1f}%")
+                  loader, criterion)
+        print_summary(console, metrics)
         console.print(f"checkpoint: {out}")
         return TrainResult(checkpoint=out, metrics=metrics, seconds=time.perf_counter() - started,
                            images_per_sec=images / train_seconds if train_seconds else 0.0)
 
 
 def train_one_epoch(model, criterion, optimizer, lr_scheduler, data_loader, device, epoch: int, *,
-                    scaler=None, amp: bool = False, progress: bool = True, total_epochs: int = 0) -> dict:
+                    scaler=None, amp: bool = False, channels_last: bool = False, progress: bool = True,
+                    total_epochs: int = 0) -> dict:
     """One pass over `data_loader`, stepping `lr_scheduler` after every batch. Returns the epoch's mean
-    `loss`, `id_acc` (percent), `images`, `epoch_seconds`, `images_per_sec` and the last `lr`."""
+    `loss`, `id_acc` (percent), `images`, `epoch_seconds`, `images_per_sec` and the last `lr`.
+    Batches are (images, labels, camids), or with attributes (..., targets, mask)."""
     model.train()
     data_loader.batch_sampler.set_epoch(epoch)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     loss_sum, correct, seen = 0.0, 0, 0
     start = time.perf_counter()
     with _progress_bar(progress, stats=True) as bar:
         task = bar.add_task(f"epoch {epoch + 1}/{total_epochs or '?'}", total=len(data_loader), loss=0.0, acc=0.0,
                             ips=0.0)
-        for step, (images, labels, _) in enumerate(data_loader):
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            loss, logits = train_step(model, criterion, optimizer, images, labels, scaler=scaler, amp=amp)
+        for step, (images, labels, _, *attributes) in enumerate(data_loader):
+            images = images.to(device, non_blocking=True, memory_format=memory_format)
+            labels = labels.to(device, non_blocking=True)
+            extra = {}
+            if attributes:
+                extra = {"attribute_targets": attributes[0].to(device, non_blocking=True),
+                         "attribute_mask": attributes[1].to(device, non_blocking=True)}
+            loss, logits = train_step(model, criterion, optimizer, images, labels, scaler=scaler, amp=amp, **extra)
             if not math.isfinite(loss):
                 raise ReidExportError(f"the training loss became {loss} at epoch {epoch + 1}, batch {step + 1}; "
                                       "lower lr, raise warmup_epochs, or turn amp off")
@@ -145,11 +168,16 @@ def train_one_epoch(model, criterion, optimizer, lr_scheduler, data_loader, devi
             "lr": optimizer.param_groups[0]["lr"]}
 
 
-def train_step(model, criterion, optimizer, images, labels, *, scaler=None, amp: bool = False):
-    """Forward, loss, backward and optimizer step on one batch; returns (loss as float, detached logits)."""
+def train_step(model, criterion, optimizer, images, labels, *, attribute_targets=None, attribute_mask=None,
+               scaler=None, amp: bool = False):
+    """Forward, loss, backward and optimizer step on one batch, then the center loss's own update
+    (`criterion.update_centers`, when it has one); returns (loss as float, detached ID logits)."""
     with torch.autocast(device_type=images.device.type, dtype=torch.float16, enabled=amp):
         outputs = model(images)
-        loss, _ = criterion(outputs, labels)
+        if attribute_targets is None:
+            loss, _ = criterion(outputs, labels)
+        else:
+            loss, _ = criterion(outputs, labels, attribute_targets, attribute_mask)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()
@@ -158,33 +186,10 @@ def train_step(model, criterion, optimizer, images, labels, *, scaler=None, amp:
     else:
         loss.backward()
         optimizer.step()
+    update_centers = getattr(criterion, "update_centers", None)
+    if update_centers is not None:
+        update_centers(outputs, labels)
     return float(loss.detach()), outputs["logits"].detach()
-
-
-@torch.no_grad()
-def extract_embeddings(model, data_loader, device, *, progress: bool = False):
-    """Eval-mode embeddings of every image: (float32 array (N, dim), labels (N,), camids (N,))."""
-    model.eval()
-    embeddings, labels, camids = [], [], []
-    with _progress_bar(progress) as bar:
-        task = bar.add_task("embedding", total=len(data_loader))
-        for images, batch_labels, batch_camids in data_loader:
-            embeddings.append(model.embed(images.to(device)).float().cpu())
-            labels.append(batch_labels)
-            camids.append(batch_camids)
-            bar.advance(task)
-    return torch.cat(embeddings).numpy(), torch.cat(labels).numpy(), torch.cat(camids).numpy()
-
-
-def evaluate(model, query_loader, gallery_loader, device, *, progress: bool = False) -> dict:
-    """Rank the gallery for every query by cosine distance (Market-1501 protocol); percent values."""
-    from ..metrics import evaluate_ranking
-    from ..ranking import pairwise_distance
-
-    q, q_pids, q_camids = extract_embeddings(model, query_loader, device, progress=progress)
-    g, g_pids, g_camids = extract_embeddings(model, gallery_loader, device, progress=progress)
-    result = evaluate_ranking(pairwise_distance(q, g, metric="cosine"), q_pids, g_pids, q_camids, g_camids)
-    return {key: float(result[key]) for key in _RANK_KEYS}
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -203,7 +208,7 @@ def _torch_threads(num_threads: int):
 
 def _check_out(config: TrainConfig, resume: bool) -> Path:
     if not config.data:
-        raise DataError("training config: data is empty; pass --data DIR, the Market-1501 folder to train on")
+        raise DataError("training config: data is empty; pass --data DIR, a Market-1501 or course folder to train on")
     out = Path(config.out).expanduser()
     if out.is_dir():
         raise ReidExportError(f"--out {out} is a folder; pass a checkpoint file path such as {out / 'model.pt'}")
@@ -230,17 +235,6 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _load_data(config: TrainConfig, *, progress: bool):
-    train_data = load_market1501(config.data, splits=("train",), progress=progress)
-    if train_data.num_train_ids < 2:
-        raise DataError(f"training needs at least 2 identities in {train_data.root / 'bounding_box_train'}, "
-                        f"found {train_data.num_train_ids}; add images of more people")
-    root = train_data.root
-    if not ((root / "query").is_dir() and (root / "bounding_box_test").is_dir()):
-        return train_data, None
-    return train_data, load_market1501(root, splits=("query", "gallery"), progress=progress)
-
-
 def _optimizer(config: TrainConfig, model) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
@@ -250,7 +244,9 @@ def _optimizer(config: TrainConfig, model) -> torch.optim.Optimizer:
 
 
 def _lr_factor_fn(config: TrainConfig, steps_per_epoch: int):
-    """lr multiplier at an iteration: linear warm-up, then the scheduler's shape, evaluated per batch."""
+    """lr multiplier at an iteration: the scheduler's shape (cosine after the warm-up; step at the epochs of
+    lr_steps, counted from the start), times a linear warm-up ramp from warmup_start to 1 over the first
+    warmup_epochs, evaluated per batch."""
     warmup, epochs = config.warmup_epochs, config.epochs
 
     def factor(step: int) -> float:
@@ -263,7 +259,8 @@ def _lr_factor_fn(config: TrainConfig, steps_per_epoch: int):
         else:
             value = 1.0
         if t < warmup:
-            value *= (step + 1) / (warmup * steps_per_epoch)
+            ramp = min((step + 1) / (warmup * steps_per_epoch), 1.0)
+            value *= config.warmup_start + (1.0 - config.warmup_start) * ramp
         return value
 
     return factor
@@ -287,10 +284,10 @@ def _train_loader(dataset, labels, config: TrainConfig, device) -> DataLoader:
                       persistent_workers=config.num_workers > 0, pin_memory=device.type == "cuda")
 
 
-def _eval_loaders(test_data, config: TrainConfig, device):
+def _eval_loaders(data: TrainingData, config: TrainConfig, device):
     transform = eval_transform(config.preprocess)
     loaders = []
-    for samples in (test_data.query, test_data.gallery):
+    for samples in (data.query, data.gallery):
         dataset = ReidDataset(samples, [s.pid for s in samples], transform)
         loaders.append(DataLoader(dataset, batch_size=config.batch_size, shuffle=False,
                                   num_workers=config.num_workers, pin_memory=device.type == "cuda"))
@@ -298,13 +295,14 @@ def _eval_loaders(test_data, config: TrainConfig, device):
 
 
 def _epoch_with_oom_retry(model, criterion, optimizer, scheduler, loader, dataset, labels, run, device, epoch,
-                          scaler, amp, quiet, console):
+                          scaler, amp, quiet, console, *, channels_last: bool = False):
     """Run an epoch; on CUDA out-of-memory restore the epoch's start, halve the batch and run it again."""
-    snapshot = _snapshot(model, optimizer, scheduler, scaler)
+    snapshot = _snapshot(model, optimizer, scheduler, scaler, criterion)
     while True:
         try:
             stats = train_one_epoch(model, criterion, optimizer, scheduler, loader, device, epoch, scaler=scaler,
-                                    amp=amp, progress=not quiet, total_epochs=run.epochs)
+                                    amp=amp, channels_last=channels_last, progress=not quiet,
+                                    total_epochs=run.epochs)
             return stats, loader, run
         except torch.cuda.OutOfMemoryError:
             pass  # handled below, outside the except block, so the failed step's tensors are freed first
@@ -315,7 +313,7 @@ def _epoch_with_oom_retry(model, criterion, optimizer, scheduler, loader, datase
         del loader
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        _restore(snapshot, model, optimizer, scheduler, scaler)
+        _restore(snapshot, model, optimizer, scheduler, scaler, criterion)
         loader = _train_loader(dataset, labels, run, device)
         _place_schedule(scheduler, run, len(loader), epoch * len(loader))
 
@@ -333,18 +331,21 @@ def _halved(run: TrainConfig) -> TrainConfig:
     )
 
 
-def _snapshot(model, optimizer, scheduler, scaler) -> dict:
+def _snapshot(model, optimizer, scheduler, scaler, criterion=None) -> dict:
     return {"model": _to_cpu(model.state_dict()), "optimizer": _to_cpu(optimizer.state_dict()),
             "scheduler": copy.deepcopy(scheduler.state_dict()),
-            "scaler": copy.deepcopy(scaler.state_dict()) if scaler is not None else None}
+            "scaler": copy.deepcopy(scaler.state_dict()) if scaler is not None else None,
+            "criterion": _to_cpu(criterion.state_dict()) if criterion is not None else None}
 
 
-def _restore(snapshot: dict, model, optimizer, scheduler, scaler) -> None:
+def _restore(snapshot: dict, model, optimizer, scheduler, scaler, criterion=None) -> None:
     model.load_state_dict(snapshot["model"])
     optimizer.load_state_dict(copy.deepcopy(snapshot["optimizer"]))
     scheduler.load_state_dict(copy.deepcopy(snapshot["scheduler"]))
     if scaler is not None:
         scaler.load_state_dict(snapshot["scaler"])
+    if criterion is not None and snapshot.get("criterion") is not None:
+        criterion.load_state_dict(snapshot["criterion"])
 
 
 def _to_cpu(obj):
@@ -357,14 +358,15 @@ def _to_cpu(obj):
     return obj
 
 
-def _save(out, model, optimizer, scheduler, scaler, epoch, metrics, run, history, loader) -> None:
+def _save(out, model, optimizer, scheduler, scaler, epoch, metrics, run, history, loader, criterion=None) -> None:
     state = {"rng": _rng_state(), "sampler_epoch": epoch, "steps_per_epoch": len(loader), "history": history,
-             "scaler": scaler.state_dict() if scaler is not None else None}
+             "scaler": scaler.state_dict() if scaler is not None else None,
+             "criterion": _to_cpu(criterion.state_dict()) if criterion is not None else {}}
     save_checkpoint(out, model, epoch=epoch, optimizer=optimizer, lr_scheduler=scheduler, metrics=metrics,
                     recipe=run.to_dict(), extra={"train_state": state})
 
 
-def _resume(ckpt: dict, config: TrainConfig, model, optimizer, scaler, out: Path, console):
+def _resume(ckpt: dict, config: TrainConfig, model, optimizer, scaler, out: Path, console, criterion=None):
     if not isinstance(ckpt.get("train_state"), dict) or not ckpt.get("optimizer"):
         raise CheckpointError(f"--resume: {out} holds weights but no training state (optimizer, RNG); it was not "
                               "written by `reid-export train`. Start a new run with another --out "
@@ -381,6 +383,8 @@ def _resume(ckpt: dict, config: TrainConfig, model, optimizer, scaler, out: Path
     state = ckpt["train_state"]
     if scaler is not None and state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
+    if criterion is not None and state.get("criterion"):
+        criterion.load_state_dict(state["criterion"])
     run = config
     saved = ckpt.get("recipe") or {}
     if saved.get("batch_size", config.batch_size) < config.batch_size:  # halved after an out-of-memory
@@ -415,6 +419,18 @@ def _epoch_line(metrics: dict, epochs: int) -> str:
             f"{metrics['images_per_sec']:.0f} img/s  lr {metrics['lr']:.2e}  {metrics['epoch_seconds']:.0f}s")
     if "rank1" in metrics:
         line += f"  rank-1 {metrics['rank1']:.1f}%  mAP {metrics['mAP']:.1f}%"
+    if "attr_mA" in metrics:
+        line += f"  attr acc {metrics['attr_mean_accuracy']:.1f}%  attr mA {metrics['attr_mA']:.1f}%"
+    return line
+
+
+def _data_line(config: TrainConfig, data: TrainingData, device) -> str:
+    line = (f"recipe {config.recipe}: {config.arch} at {config.height}x{config.width} on {device}, {data.layout} "
+            f"layout, {len(data.train)} training images of {data.num_train_ids} ids")
+    if data.layout == "course" and data.query is not None:
+        line += f", {len(data.query)} held-out ids for validation"
+    if config.attributes:
+        line += f"; attributes from {data.attribute_file.name} for {data.labelled_images} images"
     return line
 
 

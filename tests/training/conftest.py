@@ -24,3 +24,14 @@ def tiny_config(jpeg_market: Path, tmp_path: Path) -> TrainConfig:
         scheduler="cosine", warmup_epochs=0.5, label_smoothing=0.1, triplet_weight=1.0, margin=0.3, flip=True,
         pad_crop=True, random_erasing=True, num_workers=0, num_threads=1, device="cpu", seed=3,
     )
+
+
+@pytest.fixture(scope="session")
+def synth_market(tmp_path_factory) -> Path:
+    """A tiny synthetic Market-1501 with market_attribute.mat: 6 train ids, 4 test ids."""
+    from reid_export.data.synthetic import generate_market1501
+
+    root = tmp_path_factory.mktemp("synth") / "market"
+    generate_market1501(root, train_ids=6, test_ids=4, distractors=3, junk=2, train_images=(6, 8),
+                        gallery_images=(4, 6), cameras_per_id=(2, 3), progress=False)
+    return root

@@ -1,0 +1,129 @@
+"""Evaluation of a model in training: ranking on query/gallery, attribute scores, the final summary tables.
+
+    metrics = evaluate(model, query_loader, gallery_loader, device, attribute_codes={pid: codes})
+    metrics["rank1"], metrics["mAP"], metrics["attr_mean_accuracy"], metrics["attr_mA"]   # percent
+    print_summary(console, metrics)
+
+Ranking follows the Market-1501 protocol on cosine distances between embeddings. Attribute scores
+(`reid_export.metrics.attribute_metrics`) are over the query and gallery images whose person has
+labels (junk and distractors never do): the predicted codes are the exported model's decoding, a
+softmax argmax for age, sigmoid >= 0.5 for the yes/no attributes and the argmax colour per body half.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+__all__ = ["RANK_KEYS", "extract_outputs", "extract_embeddings", "evaluate", "attribute_scores", "summary_tables",
+           "print_summary"]
+
+RANK_KEYS = ("rank1", "rank5", "rank10", "mAP", "mINP")
+
+
+@torch.no_grad()
+def extract_outputs(model, data_loader, device, *, channels_last: bool = False, progress: bool = False) -> dict:
+    """Eval-mode outputs of every image: {"embedding": float32 (N, dim), "attributes": float32 (N, 30) logits
+    (attribute models only), "pids": (N,), "camids": (N,)}."""
+    from rich import get_console
+
+    from ..progress import progress_bar
+
+    model.eval()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    outputs: dict[str, list] = {"embedding": [], "attributes": [], "pids": [], "camids": []}
+    live = progress and get_console().is_terminal  # a log file gets no bar
+    with progress_bar("embedding", len(data_loader), enabled=live) as advance:
+        for images, pids, camids, *_ in data_loader:
+            out = model(images.to(device, memory_format=memory_format))
+            outputs["embedding"].append(out["embedding"].float().cpu())
+            if "attributes" in out:
+                outputs["attributes"].append(out["attributes"].float().cpu())
+            outputs["pids"].append(pids)
+            outputs["camids"].append(camids)
+            advance()
+    return {key: torch.cat(values).numpy() for key, values in outputs.items() if values}
+
+
+def extract_embeddings(model, data_loader, device, *, progress: bool = False):
+    """Eval-mode embeddings of every image: (float32 array (N, dim), labels (N,), camids (N,))."""
+    out = extract_outputs(model, data_loader, device, progress=progress)
+    return out["embedding"], out["pids"], out["camids"]
+
+
+def evaluate(model, query_loader, gallery_loader, device, *, attribute_codes: dict | None = None,
+             channels_last: bool = False, progress: bool = False) -> dict:
+    """Rank the gallery for every query by cosine distance (Market-1501 protocol); percent values.
+
+    With `attribute_codes` ({pid: 27 codes}) and an attribute model, also `attr_mean_accuracy` (the
+    official 12 columns), `attr_mA` and `attr_per_attribute` ({name: {"accuracy", "mA", "f1"}})."""
+    from ..metrics import evaluate_ranking
+    from ..ranking import pairwise_distance
+
+    q = extract_outputs(model, query_loader, device, channels_last=channels_last, progress=progress)
+    g = extract_outputs(model, gallery_loader, device, channels_last=channels_last, progress=progress)
+    result = evaluate_ranking(pairwise_distance(q["embedding"], g["embedding"], metric="cosine"), q["pids"],
+                              g["pids"], q["camids"], g["camids"])
+    metrics = {key: float(result[key]) for key in RANK_KEYS}
+    if attribute_codes and "attributes" in q:
+        scores = attribute_scores(np.concatenate([q["attributes"], g["attributes"]]),
+                                  np.concatenate([q["pids"], g["pids"]]), attribute_codes)
+        if scores is not None:
+            metrics.update(attr_mean_accuracy=scores["mean_accuracy_12"], attr_mA=scores["mA"],
+                           attr_per_attribute=scores["per_attribute"], attr_images=scores["num_samples"])
+    return metrics
+
+
+def attribute_scores(logits: np.ndarray, pids: np.ndarray, attribute_codes: dict) -> dict | None:
+    """`attribute_metrics` of the images whose pid has codes in `attribute_codes`; None when no image has."""
+    from ..data.attributes import codes_to_array, decode_predictions
+    from ..metrics import attribute_metrics
+    from ..model import attribute_probabilities, split_attributes
+
+    keep = [i for i, pid in enumerate(pids.tolist()) if pid > 0 and pid in attribute_codes]
+    if not keep:
+        return None
+    parts = split_attributes(attribute_probabilities(torch.from_numpy(logits[keep])).numpy())
+    predicted = decode_predictions(parts["age"], parts["binary"], parts["upper"], parts["lower"])
+    truth = [attribute_codes[int(pids[i])] for i in keep]
+    return attribute_metrics(codes_to_array(predicted), codes_to_array(truth))
+
+
+def summary_tables(metrics: dict) -> list:
+    """rich Tables: ranking (Rank-1/5/10, mAP, mINP) and, with attribute scores, one row per attribute."""
+    from rich.table import Table
+
+    tables = []
+    if "rank1" in metrics:
+        ranking = Table(title="Re-identification (query vs gallery)")
+        for name in ("Rank-1 %", "Rank-5 %", "Rank-10 %", "mAP %", "mINP %"):
+            ranking.add_column(name, justify="right")
+        ranking.add_row(*(_pct(metrics[key]) for key in RANK_KEYS))
+        tables.append(ranking)
+    if "attr_per_attribute" in metrics:
+        attrs = Table(title=f"Attributes ({metrics.get('attr_images', '?')} query + gallery images with labels)")
+        attrs.add_column("attribute")
+        for name in ("accuracy %", "mA %", "F1 %"):
+            attrs.add_column(name, justify="right")
+        for name, scores in metrics["attr_per_attribute"].items():
+            attrs.add_row(name, _pct(scores["accuracy"]), _pct(scores["mA"]), _pct(scores["f1"]))
+        attrs.add_section()
+        attrs.add_row("mean accuracy, official 12 columns", _pct(metrics["attr_mean_accuracy"]), "", "")
+        attrs.add_row("mA, mean of the 27", "", _pct(metrics["attr_mA"]), "")
+        tables.append(attrs)
+    return tables
+
+
+def print_summary(console, metrics: dict) -> None:
+    """Print `summary_tables(metrics)` on a rich Console."""
+    for table in summary_tables(metrics):
+        console.print(table)
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _pct(value) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1f}"
