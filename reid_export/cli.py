@@ -67,6 +67,8 @@ def train(
             overrides[key] = value
     overrides.update(_parse_sets(set_ or []))
     result = run_training(load_recipe(recipe, overrides), resume=resume, quiet=quiet)
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun, rank 0 alone reports
     typer.echo(f"checkpoint: {result.checkpoint}")
     typer.echo("metrics: " + ", ".join(f"{k} {v:.2f}" for k, v in result.metrics.items() if isinstance(v, float)))
 

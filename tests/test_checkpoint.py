@@ -50,3 +50,13 @@ def test_checkpoint_whose_weights_do_not_match_its_config_is_refused(tmp_path):
     torch.save(ckpt, path)
     with pytest.raises(CheckpointError, match="do not match its own config"):
         load_model(path)
+
+
+def test_temp_files_left_by_a_killed_save_are_cleaned_up_on_the_next_save(tmp_path):
+    leftover = tmp_path / ".m.pt.abc123.tmp"
+    leftover.write_bytes(b"half a checkpoint")
+    unrelated = tmp_path / ".other.pt.abc123.tmp"
+    unrelated.write_bytes(b"not ours to delete")
+    save_checkpoint(tmp_path / "m.pt", make_tiny_model(), epoch=1)
+    assert not leftover.exists() and unrelated.exists()
+    assert load_checkpoint(tmp_path / "m.pt")["epoch"] == 1

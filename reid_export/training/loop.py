@@ -32,6 +32,7 @@ from ..errors import CheckpointError, DataError, ReidExportError
 from ..model import build_model
 from .config import TrainConfig
 from .dataset import ReidDataset
+from .distributed import DistributedBatchSampler, all_reduce_mean, process_group, unwrap, wrap_model
 from .evaluation import evaluate, extract_embeddings, print_summary
 from .layouts import TrainingData, load_training_data, resolve_attributes
 from .losses import ReidLoss
@@ -53,14 +54,15 @@ class TrainResult:
 def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False) -> TrainResult:
     """Train as `config` says and write the checkpoint to `config.out`; see the module docstring.
     `config.num_threads` applies for the duration of the call; torch's setting is restored after."""
-    with _torch_threads(config.num_threads):
+    device = _device(config.device)
+    with _torch_threads(config.num_threads), process_group(device.type) as env:
         from rich.console import Console
 
         started = time.perf_counter()
+        device, quiet = env.device(device), quiet or not env.is_main  # rank 0 alone prints
         console = Console(quiet=quiet, highlight=False, soft_wrap=True)
         out = _check_out(config, resume)
         ckpt = load_checkpoint(out) if resume else None
-        device = _device(config.device)
         amp = config.amp and device.type == "cuda"
         if config.amp and not amp:
             console.print("[yellow]amp is for cuda only; training in float32 on cpu[/]")
@@ -90,7 +92,8 @@ def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False) -> 
         start_epoch, history = 0, []
         if ckpt is not None:
             run, start_epoch, history = _resume(ckpt, config, model, optimizer, scaler, out, console, criterion)
-        loader = _train_loader(dataset, labels, run, device)
+        model = wrap_model(model, env)  # DDP under torchrun: after the resume, which loads unprefixed weights
+        loader = _train_loader(dataset, labels, run, device, env)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor_fn(run, len(loader)))
         if ckpt is not None:
             if ckpt.get("lr_scheduler"):
@@ -99,27 +102,30 @@ def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False) -> 
             _set_rng_state(ckpt["train_state"]["rng"])
 
         def validate() -> dict:
-            return evaluate(model, *_eval_loaders(data, run, device), device, attribute_codes=eval_codes,
+            return evaluate(unwrap(model), *_eval_loaders(data, run, device), device, attribute_codes=eval_codes,
                             channels_last=channels_last, progress=not quiet)
 
         images, train_seconds, metrics = 0, 0.0, dict(history[-1]) if history else {}
         for epoch in range(start_epoch, config.epochs):
             stats, loader, run = _epoch_with_oom_retry(model, criterion, optimizer, scheduler, loader, dataset,
                                                        labels, run, device, epoch, scaler, amp, quiet, console,
-                                                       channels_last=channels_last)
+                                                       channels_last=channels_last, env=env)
+            stats = _global_stats(stats, env)
             images += stats.pop("images")
             train_seconds += stats["epoch_seconds"]
             metrics = {"epoch": epoch + 1, **stats}
             last = epoch + 1 == config.epochs
-            if data.query is not None and config.eval_every and (epoch + 1) % config.eval_every == 0 and not last:
+            if (data.query is not None and config.eval_every and (epoch + 1) % config.eval_every == 0 and not last
+                    and env.is_main):
                 metrics.update(validate())
             history.append(metrics)
             console.print(_epoch_line(metrics, config.epochs))
-            _save(out, model, optimizer, scheduler, scaler, epoch + 1, metrics, run, history, loader, criterion)
+            if env.is_main:  # rank 0 alone writes; the others wait for it at the next step's gradient sync
+                _save(out, model, optimizer, scheduler, scaler, epoch + 1, metrics, run, history, loader, criterion)
 
         if data.query is None:
             console.print("no query/ and bounding_box_test/ folders: skipped the ranking evaluation")
-        elif start_epoch < config.epochs or "rank1" not in metrics:
+        elif env.is_main and (start_epoch < config.epochs or "rank1" not in metrics):
             metrics.update(validate())
             history[-1:] = [metrics]
             _save(out, model, optimizer, scheduler, scaler, max(config.epochs, start_epoch), metrics, run, history,
@@ -275,11 +281,13 @@ def _place_schedule(scheduler, config: TrainConfig, steps_per_epoch: int, step: 
         scheduler.step()
 
 
-def _train_loader(dataset, labels, config: TrainConfig, device) -> DataLoader:
+def _train_loader(dataset, labels, config: TrainConfig, device, env=None) -> DataLoader:
     if config.pk:
         sampler = PKSampler(labels, config.ids_per_batch, config.k, seed=config.seed)
     else:
         sampler = RandomBatchSampler(len(dataset), config.batch_size, seed=config.seed)
+    if env is not None and env.distributed:  # every rank draws the same global batches and takes its slice
+        sampler = DistributedBatchSampler(sampler, env.rank, env.world_size)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=config.num_workers,
                       persistent_workers=config.num_workers > 0, pin_memory=device.type == "cuda")
 
@@ -295,8 +303,9 @@ def _eval_loaders(data: TrainingData, config: TrainConfig, device):
 
 
 def _epoch_with_oom_retry(model, criterion, optimizer, scheduler, loader, dataset, labels, run, device, epoch,
-                          scaler, amp, quiet, console, *, channels_last: bool = False):
-    """Run an epoch; on CUDA out-of-memory restore the epoch's start, halve the batch and run it again."""
+                          scaler, amp, quiet, console, *, channels_last: bool = False, env=None):
+    """Run an epoch; on CUDA out-of-memory restore the epoch's start, halve the batch and run it again
+    (single-process runs only; under torchrun the error ends the job)."""
     snapshot = _snapshot(model, optimizer, scheduler, scaler, criterion)
     while True:
         try:
@@ -305,7 +314,9 @@ def _epoch_with_oom_retry(model, criterion, optimizer, scheduler, loader, datase
                                     total_epochs=run.epochs)
             return stats, loader, run
         except torch.cuda.OutOfMemoryError:
-            pass  # handled below, outside the except block, so the failed step's tensors are freed first
+            if env is not None and env.distributed:  # one rank retrying alone would leave the others waiting
+                raise
+            # handled below, outside the except block, so the failed step's tensors are freed first
         old = run.batch_size
         run = _halved(run)
         console.print(f"[yellow]CUDA out of memory at batch size {old}: retrying epoch {epoch + 1} with "
@@ -314,8 +325,17 @@ def _epoch_with_oom_retry(model, criterion, optimizer, scheduler, loader, datase
         if device.type == "cuda":
             torch.cuda.empty_cache()
         _restore(snapshot, model, optimizer, scheduler, scaler, criterion)
-        loader = _train_loader(dataset, labels, run, device)
+        loader = _train_loader(dataset, labels, run, device, env)
         _place_schedule(scheduler, run, len(loader), epoch * len(loader))
+
+
+def _global_stats(stats: dict, env) -> dict:
+    """An epoch's stats over all ranks: mean loss and accuracy, images and throughput summed."""
+    if not env.distributed:
+        return stats
+    mean = all_reduce_mean({"loss": stats["loss"], "id_acc": stats["id_acc"]}, env)
+    return {**stats, **mean, "images": stats["images"] * env.world_size,
+            "images_per_sec": stats["images_per_sec"] * env.world_size}
 
 
 def _halved(run: TrainConfig) -> TrainConfig:

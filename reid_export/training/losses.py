@@ -103,6 +103,11 @@ class CenterLoss(nn.Module):
     def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         diff = self.centers[labels] - features.detach().float()  # (N, dim): c_{y_i} - f_i
         grad = torch.zeros_like(self.centers).index_add_(0, labels, diff) * (2.0 / features.shape[0])
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # under DDP every rank sees its own slice of the batch: average so all ranks keep the same centers,
+            # exactly the single-process step since every rank's slice has the same size
+            torch.distributed.all_reduce(grad)
+            grad /= torch.distributed.get_world_size()
         self.centers -= self.lr * grad
 
 
