@@ -1,38 +1,23 @@
 """Course-project outputs, end to end on a course layout built from the tiny synthetic set."""
 
 import csv
-import shutil
 
 import pytest
 
 from reid_export.checkpoint import save_checkpoint
-from reid_export.data.attributes import ATTRIBUTE_NAMES, load_market_attributes
+from reid_export.data.attributes import ATTRIBUTE_NAMES
 from reid_export.errors import ReidExportError
 from reid_export.export.onnx import export_onnx
 from reid_export.predict import predict_course
 
+from course_layout import write_course
 from tiny_models import make_tiny_model
 
 
 @pytest.fixture(scope="module")
 def course(tiny_market, tmp_path_factory):
-    """train/ renamed to the course pattern, test/ and queries/ anonymised, annotations from the .mat."""
-    root = tmp_path_factory.mktemp("course")
-    for folder in ("train", "test", "queries"):
-        (root / folder).mkdir()
-    for i, p in enumerate(sorted((tiny_market / "bounding_box_train").glob("*.jpg"))):
-        pid, cam = p.name[:4], p.name[6]
-        shutil.copy(p, root / "train" / f"{pid}_c{cam}_{i:09d}.jpg")
-    for folder, source in (("test", "bounding_box_test"), ("queries", "query")):
-        for i, p in enumerate(sorted((tiny_market / source).glob("*.jpg"))):
-            shutil.copy(p, root / folder / f"{i:06d}.jpg")
-    labels = load_market_attributes(tiny_market)["train"]
-    with open(root / "annotations_train.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["id", *reversed(ATTRIBUTE_NAMES)])  # any column order is allowed
-        for pid, codes in sorted(labels.items()):
-            writer.writerow([f"{pid:04d}", *[codes[n] for n in reversed(ATTRIBUTE_NAMES)]])
-    return root
+    # attribute columns in reverse order: the CSV is read by header name
+    return write_course(tiny_market, tmp_path_factory.mktemp("course") / "c", columns=list(reversed(ATTRIBUTE_NAMES)))
 
 
 @pytest.fixture(scope="module")

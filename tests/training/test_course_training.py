@@ -8,7 +8,7 @@ from reid_export.checkpoint import load_checkpoint, load_model
 from reid_export.errors import DataError
 from reid_export.training import TrainConfig, detect_layout, load_training_data, train
 
-from course_files import write_course
+from course_layout import write_course
 
 
 @pytest.fixture(scope="module")

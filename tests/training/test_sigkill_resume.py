@@ -28,16 +28,6 @@ SMALL = {"height": 64, "width": 32, "p": 3, "k": 2, "batch_size": 6, "num_worker
 TIMEOUT_S = 120
 
 
-@pytest.fixture(scope="module")
-def synthetic_market(tmp_path_factory) -> Path:
-    from reid_export.data.synthetic import generate_market1501
-
-    root = tmp_path_factory.mktemp("sigkill") / "market"
-    generate_market1501(root, train_ids=6, test_ids=4, distractors=3, junk=2, train_images=(6, 8),
-                        gallery_images=(4, 6), cameras_per_id=(2, 3), progress=False)
-    return root
-
-
 @pytest.fixture
 def started() -> list[subprocess.Popen]:
     """The training processes a test starts; any still running when it ends (a failure) are killed."""
@@ -49,13 +39,13 @@ def started() -> list[subprocess.Popen]:
             proc.wait()
 
 
-def test_sigkill_at_any_point_then_resume_ends_like_an_uninterrupted_run(synthetic_market, tmp_path, started):
+def test_sigkill_at_any_point_then_resume_ends_like_an_uninterrupted_run(synth_market, tmp_path, started):
     full_out, out = tmp_path / "full" / "model.pt", tmp_path / "killed" / "model.pt"
-    full = _start(started, synthetic_market, full_out, tmp_path / "full.log")  # runs beside the killed one
+    full = _start(started, synth_market, full_out, tmp_path / "full.log")  # runs beside the killed one
     watch = _Watcher(out)
 
     # 1. kill while the checkpoint after the first epoch seen is rewritten (its temporary file exists)
-    first = _start(started, synthetic_market, out, tmp_path / "run1.log")
+    first = _start(started, synth_market, out, tmp_path / "run1.log")
     _wait(first, lambda: (watch.epoch() or 0) >= 1, "a checkpoint of epoch >= 1")
     before, seen_at = watch.epoch(), time.perf_counter()
     _wait(first, lambda: _temporaries(out) or watch.epoch() != before, "the next checkpoint write", poll_s=0.002)
@@ -66,7 +56,7 @@ def test_sigkill_at_any_point_then_resume_ends_like_an_uninterrupted_run(synthet
     assert watch.epoch() == before + (0 if killed_in_write else 1)  # the old checkpoint, whole, or the new one
 
     # 2. resume, and kill half an epoch after its first checkpoint (or in the final evaluation)
-    second = _start(started, synthetic_market, out, tmp_path / "run2.log", resume=True)
+    second = _start(started, synth_market, out, tmp_path / "run2.log", resume=True)
     resumed_from, saves = watch.epoch(), watch.loads
     _wait(second, lambda: watch.epoch() is not None and watch.loads > saves, "a checkpoint after resuming")
     if watch.epoch() < EPOCHS:
@@ -75,7 +65,7 @@ def test_sigkill_at_any_point_then_resume_ends_like_an_uninterrupted_run(synthet
     assert watch.epoch() in (resumed_from + 1, EPOCHS)
 
     # 3. resume to the end
-    third = _start(started, synthetic_market, out, tmp_path / "run3.log", resume=True)
+    third = _start(started, synth_market, out, tmp_path / "run3.log", resume=True)
     _wait(third, lambda: watch.epoch() is not None and third.poll() is not None, "the resumed run to finish")
     _wait(full, lambda: full.poll() is not None, "the uninterrupted run to finish")
     for proc in (third, full):

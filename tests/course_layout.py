@@ -9,9 +9,12 @@ from pathlib import Path
 from reid_export.data.attributes import ATTRIBUTE_NAMES, load_market_attributes
 
 
-def write_course(market: Path, root: Path, *, labelled_pids: set[int] | None = None) -> Path:
+def write_course(market: Path, root: Path, *, labelled_pids: set[int] | None = None,
+                 columns: list[str] | None = None) -> Path:
     """train/ renamed to `PPPP_cC_#########.jpg`, test/ and queries/ anonymised, annotations_train.csv from
-    the .mat's train labels (only `labelled_pids` when given). No market_attribute.mat is copied."""
+    the .mat's train labels (only `labelled_pids` when given; attribute columns in `columns` order, the
+    canonical order by default). No market_attribute.mat is copied."""
+    columns = list(columns or ATTRIBUTE_NAMES)
     for folder in ("train", "test", "queries"):
         (root / folder).mkdir(parents=True)
     for i, p in enumerate(sorted((market / "bounding_box_train").glob("*.jpg"))):
@@ -23,8 +26,8 @@ def write_course(market: Path, root: Path, *, labelled_pids: set[int] | None = N
     labels = load_market_attributes(market)["train"]
     with open(root / "annotations_train.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["id", *ATTRIBUTE_NAMES])
+        writer.writerow(["id", *columns])
         for pid, codes in sorted(labels.items()):
             if labelled_pids is None or pid in labelled_pids:
-                writer.writerow([f"{pid:04d}", *[codes[n] for n in ATTRIBUTE_NAMES]])
+                writer.writerow([f"{pid:04d}", *[codes[n] for n in columns]])
     return root
