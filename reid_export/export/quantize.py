@@ -79,7 +79,11 @@ def export_at_precision(model, out: str | Path, *, precision: str = "fp32", cali
 def convert_fp16(src: str | Path, out: str | Path) -> Path:
     """FP16 weights and compute, float32 inputs/outputs (Cast at the edges). Metadata is kept."""
     import onnx
-    from onnxconverter_common.float16 import convert_float_to_float16
+
+    try:
+        from onnxconverter_common.float16 import convert_float_to_float16
+    except ImportError as e:
+        raise ExportError("FP16 export needs onnxconverter-common: pip install onnxconverter-common") from e
 
     import warnings
 
