@@ -90,10 +90,13 @@ class Preprocess:
     # -- applying it -------------------------------------------------------------------
     def image_to_array(self, image) -> np.ndarray:
         """One PIL image -> float32 array (3, height, width), ready for the model."""
-        image = image.convert("RGB")
-        if image.size != (self.width, self.height):
-            image = image.resize((self.width, self.height), _pil_filter(self.interpolation))
-        return self.uint8_to_array(np.asarray(image, dtype=np.uint8))
+        return self.uint8_to_array(np.asarray(self.resize(image.convert("RGB")), dtype=np.uint8))
+
+    def resize(self, image):
+        """A PIL image at the contract's size, resized with its interpolation (unchanged if already there)."""
+        if image.size == (self.width, self.height):
+            return image
+        return image.resize((self.width, self.height), _pil_filter(self.interpolation))
 
     def uint8_to_array(self, hwc: np.ndarray) -> np.ndarray:
         """A (height, width, 3) RGB uint8 array already at the input size -> (3, H, W) float32."""
@@ -113,10 +116,7 @@ class Preprocess:
         from PIL import Image
 
         with Image.open(path) as im:
-            im = im.convert("RGB")
-            if im.size != (self.width, self.height):
-                im = im.resize((self.width, self.height), _pil_filter(self.interpolation))
-            return np.asarray(im, dtype=np.uint8)
+            return np.asarray(self.resize(im.convert("RGB")), dtype=np.uint8)
 
     def load(self, path: str | Path) -> np.ndarray:
         """Read an image file and apply the contract: (3, H, W) float32."""

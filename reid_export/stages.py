@@ -33,19 +33,12 @@ def staged_timing(runtime: Runtime, paths: list[Path], *, batch_size: int = 32, 
     from PIL import Image
 
     contract = runtime.contract
-    size = (contract.width, contract.height)
-    filter_ = _pil_filter(contract.interpolation)
     chosen = [paths[i % len(paths)] for i in range(batch_size * (batches + 1))]
     groups = [chosen[i * batch_size:(i + 1) * batch_size] for i in range(batches + 1)]
 
     def decode_one(data: bytes) -> Image.Image:
         im = Image.open(io.BytesIO(data))
         return im.convert("RGB")
-
-    def load_one(path: Path) -> np.ndarray:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            return np.asarray(im.resize(size, filter_) if im.size != size else im, dtype=np.uint8)
 
     per_stage: dict[str, list[float]] = {s: [] for s in STAGES}
     serial, threaded, cached = [], [], []
@@ -56,8 +49,7 @@ def staged_timing(runtime: Runtime, paths: list[Path], *, batch_size: int = 32, 
             t_read = time.perf_counter()
             decoded = [decode_one(b) for b in raw]
             t_decode = time.perf_counter()
-            resized = np.stack([np.asarray(im.resize(size, filter_) if im.size != size else im, dtype=np.uint8)
-                                for im in decoded])
+            resized = np.stack([np.asarray(contract.resize(im), dtype=np.uint8) for im in decoded])
             t_resize = time.perf_counter()
             batch = contract.normalize_uint8(resized)
             t_norm = time.perf_counter()
@@ -65,7 +57,7 @@ def staged_timing(runtime: Runtime, paths: list[Path], *, batch_size: int = 32, 
             t_end = time.perf_counter()
 
             t0 = time.perf_counter()
-            pooled = np.stack(list(pool.map(load_one, group)))
+            pooled = np.stack(list(pool.map(contract.decode, group)))
             runtime.infer(contract.normalize_uint8(pooled))
             t_threaded = time.perf_counter() - t0
 
@@ -96,8 +88,3 @@ def staged_timing(runtime: Runtime, paths: list[Path], *, batch_size: int = 32, 
         },
     }
 
-
-def _pil_filter(name: str):
-    from .contract import _pil_filter as contract_filter
-
-    return contract_filter(name)

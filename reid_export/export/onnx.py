@@ -22,7 +22,7 @@ from ..errors import ExportError
 from ..model import ReidNet
 
 __all__ = ["DEFAULT_OPSET", "INPUT_NAME", "EMBEDDING_NAME", "ATTRIBUTES_NAME", "export_onnx", "read_metadata",
-           "read_contract", "check_parity"]
+           "read_contract", "contract_from_metadata", "check_parity"]
 
 DEFAULT_OPSET = 18
 INPUT_NAME = "input"
@@ -126,13 +126,18 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 
 def read_contract(path: str | Path) -> Preprocess:
     """The preprocessing contract stored in an ONNX file by `export_onnx`."""
-    meta = read_metadata(path)
+    return contract_from_metadata(read_metadata(path), source=str(path))
+
+
+def contract_from_metadata(meta: dict[str, str], *, source: str) -> Preprocess:
+    """The contract in metadata already read with `read_metadata` (so the file is parsed once)."""
+    path = source
     if METADATA_KEY not in meta:
         raise ExportError(
             f"{path}: has no '{METADATA_KEY}' metadata, so its input size and normalisation are unknown; "
             "export it with `reid-export onnx` (which records them)"
         )
-    return Preprocess.from_json(meta[METADATA_KEY], source=str(path))
+    return Preprocess.from_json(meta[METADATA_KEY], source=source)
 
 
 def _contract_with(contract: Preprocess, l2_normalize: bool) -> Preprocess:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, ExportError
-from .onnx import INPUT_NAME, METADATA_KEY, PRECISION_KEY, read_contract, read_metadata, set_metadata
+from .onnx import INPUT_NAME, METADATA_KEY, PRECISION_KEY, contract_from_metadata, read_metadata, set_metadata
 
 __all__ = ["PRECISIONS", "CALIBRATION_METHODS", "DEFAULT_MIN_COSINE", "Int8Settings", "export_at_precision",
            "convert_fp16", "quantize_int8", "calibration_images", "CALIBRATION_KEY"]
@@ -107,8 +107,8 @@ def quantize_int8(src: str | Path, out: str | Path, calibration_paths: list[Path
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     refuse_evaluation_images(calibration_paths)
-    contract = read_contract(src)
     meta = read_metadata(src)
+    contract = contract_from_metadata(meta, source=str(src))
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[settings.method]
     symmetric = settings.activations == "int8"

@@ -132,7 +132,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, settings: Build
     Checks that need no TensorRT come first (output path, ONNX metadata); then TensorRT parses the ONNX,
     builds with DETAILED profiling verbosity, the engine inspector reports each layer's precision, and
     engine and sidecar are written atomically. An existing engine is refused unless `overwrite`."""
-    from .onnx import PRECISION_KEY, read_contract, read_metadata
+    from .onnx import PRECISION_KEY, contract_from_metadata, read_metadata
     from .quantize import CALIBRATION_KEY
 
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
@@ -140,8 +140,8 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, settings: Build
         raise ExportError(f"{engine_path}: the engine file must end in .engine (runtimes pick TensorRT by that suffix)")
     if engine_path.exists() and not overwrite:
         raise ExportError(f"{engine_path} already exists; pass --overwrite to replace it, or choose another -o path")
-    contract = read_contract(onnx_path)  # also says clearly when the ONNX is missing or not ours
-    meta = read_metadata(onnx_path)
+    meta = read_metadata(onnx_path)  # also says clearly when the ONNX is missing or unreadable
+    contract = contract_from_metadata(meta, source=str(onnx_path))  # ... or not written by reid-export
     precision = meta.get(PRECISION_KEY, "fp32")
     calibration = json.loads(meta.get(CALIBRATION_KEY, "{}"))
     if precision == "int8" and calibration.get("activations") == "uint8":

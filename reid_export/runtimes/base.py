@@ -42,6 +42,23 @@ class Runtime(ABC):
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Run one preprocessed batch (N, 3, H, W) float32; returns float32 arrays keyed by output name."""
+        return self._infer_impl(self._checked(batch))
+
+    def infer_staged(self, batch: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """`infer`, plus milliseconds spent in `h2d`, `inference` and `d2h`. Host runtimes have no copies;
+        device runtimes override `_infer_staged_impl` to time each part between device syncs."""
+        import time
+
+        batch = self._checked(batch)
+        if type(self)._infer_staged_impl is not Runtime._infer_staged_impl:
+            return self._infer_staged_impl(batch)
+        t0 = time.perf_counter()
+        out = self._infer_impl(batch)
+        return out, {"h2d": 0.0, "inference": (time.perf_counter() - t0) * 1e3, "d2h": 0.0}
+
+    def _checked(self, batch) -> np.ndarray:
+        """The batch as a contiguous float32 array, after checking the runtime is active and the shape
+        matches the contract."""
         if not self.is_active:
             raise ReidExportError(f"{self.name}: call activate() (or use `with runtime:`) before infer()")
         batch = np.asarray(batch)
@@ -51,21 +68,7 @@ class Runtime(ABC):
                 f"{self.name}: input batch has shape {batch.shape}, the model expects (N>0, {', '.join(map(str, expected))}) "
                 "as given by its preprocessing contract; preprocess images with runtime.contract"
             )
-        if batch.dtype != np.float32:
-            batch = batch.astype(np.float32)
-        return self._infer_impl(np.ascontiguousarray(batch))
-
-    def infer_staged(self, batch: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-        """`infer`, plus milliseconds spent in `h2d`, `inference` and `d2h`. Host runtimes have no copies;
-        device runtimes override `_infer_staged_impl` to time each part between device syncs."""
-        import time
-
-        self.infer(batch[:1])  # validates the input and state the same way infer() does
-        t0 = time.perf_counter()
-        if type(self)._infer_staged_impl is Runtime._infer_staged_impl:
-            out = self.infer(batch)
-            return out, {"h2d": 0.0, "inference": (time.perf_counter() - t0) * 1e3, "d2h": 0.0}
-        return self._infer_staged_impl(np.ascontiguousarray(batch, dtype=np.float32))
+        return np.ascontiguousarray(batch, dtype=np.float32)
 
     def deactivate(self) -> None:
         if self.is_active:

@@ -36,7 +36,7 @@ class OnnxRuntime(Runtime):
             import onnxruntime as ort
         except ImportError as e:
             raise RuntimeUnavailable("onnxruntime is not installed: pip install onnxruntime (or onnxruntime-gpu)") from e
-        from ..export.onnx import INPUT_NAME, PRECISION_KEY, read_contract, read_metadata
+        from ..export.onnx import INPUT_NAME, PRECISION_KEY, contract_from_metadata, read_metadata
 
         kind = self.device.split(":")[0]
         if kind not in _PROVIDERS:
@@ -47,8 +47,9 @@ class OnnxRuntime(Runtime):
                 f"onnxruntime: {wanted} is not available in this build (available: {', '.join(ort.get_available_providers())}); "
                 "install onnxruntime-gpu with a matching CUDA, or use device cpu"
             )
-        self.contract = read_contract(self.artefact)
-        self.precision = read_metadata(self.artefact).get(PRECISION_KEY, "fp32")
+        meta = read_metadata(self.artefact)
+        self.contract = contract_from_metadata(meta, source=str(self.artefact))
+        self.precision = meta.get(PRECISION_KEY, "fp32")
         if kind != "cpu":
             _require_cuda_device(wanted)
         options = ort.SessionOptions()
