@@ -27,6 +27,7 @@ import numpy as np
 from .compare import embedding_agreement
 from .errors import RuntimeUnavailable
 from .features import decode_images, extract_embeddings
+from .metrics import attribute_scores
 from .ranking import evaluate_embeddings
 from .runtimes import make_runtime
 
@@ -149,8 +150,12 @@ def _bench_one(spec: ModelSpec, settings: BenchSettings, eval_paths, decoded, id
                                   metric="cosine")
     row.update({k: round(float(metrics[k]), 3) for k in ("rank1", "rank5", "rank10", "mAP", "mINP")})
     row["num_valid_queries"] = int(metrics["num_valid_queries"])
-    if "attributes" in outputs and ids["attribute_truth"] is not None:
-        row.update(_attribute_scores(outputs["attributes"], *ids["attribute_truth"]))
+    if "attributes" in outputs and ids["attribute_truth"]:
+        scores = attribute_scores(outputs["attributes"], np.concatenate([ids["q_pids"], ids["g_pids"]]),
+                                  ids["attribute_truth"])
+        if scores is not None:
+            row.update(attr_mean_accuracy=round(float(scores["mean_accuracy_12"]), 3),
+                       attr_mA=round(float(scores["mA"]), 3), attr_images=int(scores["num_samples"]))
     return row, emb
 
 
@@ -163,31 +168,13 @@ def _opset(path: Path) -> int | None:
     return max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None)
 
 
-def _attribute_truth(data) -> tuple[np.ndarray, np.ndarray] | None:
-    """(row indices into query+gallery, true codes (M, 27)) for images whose pid has test-split labels
-    in ROOT/market_attribute.mat; None when the file is absent."""
-    from .data.attributes import ATTRIBUTE_FILE, codes_to_array, load_market_attributes
+def _attribute_truth(data) -> dict | None:
+    """{pid: 27 codes} of the test split in ROOT/market_attribute.mat; None when the file is absent."""
+    from .data.attributes import ATTRIBUTE_FILE, load_market_attributes
 
     if not (data.root / ATTRIBUTE_FILE).is_file():
         return None
-    labels = load_market_attributes(data.root / ATTRIBUTE_FILE)["test"]
-    samples = data.query + data.gallery
-    rows = [i for i, s in enumerate(samples) if s.pid in labels]
-    if not rows:
-        return None
-    return np.array(rows), codes_to_array([labels[samples[i].pid] for i in rows])
-
-
-def _attribute_scores(probs: np.ndarray, rows: np.ndarray, truth: np.ndarray) -> dict:
-    from .data.attributes import codes_to_array, decode_predictions
-    from .metrics import attribute_metrics
-    from .model import split_attributes
-
-    parts = split_attributes(probs[rows])
-    pred = codes_to_array(decode_predictions(parts["age"], parts["binary"], parts["upper"], parts["lower"]))
-    m = attribute_metrics(pred, truth)
-    return {"attr_mean_accuracy": round(float(m["mean_accuracy_12"]), 3), "attr_mA": round(float(m["mA"]), 3),
-            "attr_images": int(len(rows))}
+    return load_market_attributes(data.root / ATTRIBUTE_FILE)["test"]
 
 
 def _time_batches(runtime, images: np.ndarray, batch_size: int, settings: BenchSettings) -> dict:

@@ -37,7 +37,8 @@ import numpy as np
 
 from .data.attributes import ATTRIBUTE_CODES, ATTRIBUTE_NAMES, LOWER_COLOURS, UPPER_COLOURS
 
-__all__ = ["evaluate_ranking", "RankingAccumulator", "order_keys", "attribute_metrics", "OFFICIAL_12_COLUMNS"]
+__all__ = ["evaluate_ranking", "RankingAccumulator", "order_keys", "attribute_metrics", "attribute_scores",
+           "OFFICIAL_12_COLUMNS"]
 
 _JUNK_PID = -1
 _CHUNK_ELEMENTS = 1 << 22  # distance-matrix entries scored per block: bounds the per-block bookkeeping
@@ -481,3 +482,19 @@ def _colour_accuracy(pred: np.ndarray, true: np.ndarray) -> tuple[float, int]:
     if not marked.any():
         return float("nan"), int(true.shape[0])
     return float(np.mean(right[marked])) * 100.0, int(np.sum(~marked))
+
+
+def attribute_scores(probs: np.ndarray, pids: np.ndarray, attribute_codes: dict) -> dict | None:
+    """`attribute_metrics` of a model's attribute probabilities (N, 30) on the images whose pid has labels
+    in `attribute_codes` ({pid: 27 codes}); None when no image has. Predictions are decoded with
+    `decode_predictions` (age argmax, binary at 0.5, one colour per body half)."""
+    from .data.attributes import codes_to_array, decode_predictions, split_attributes
+
+    pids = np.asarray(pids)
+    keep = [i for i, pid in enumerate(pids.tolist()) if pid > 0 and pid in attribute_codes]
+    if not keep:
+        return None
+    parts = split_attributes(np.asarray(probs)[keep])
+    predicted = decode_predictions(parts["age"], parts["binary"], parts["upper"], parts["lower"])
+    truth = [attribute_codes[int(pids[i])] for i in keep]
+    return attribute_metrics(codes_to_array(predicted), codes_to_array(truth))

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .contract import Preprocess
-from .data.attributes import NUM_AGE_CLASSES, NUM_BINARY, NUM_LOWER_COLOURS, NUM_UPPER_COLOURS
+from .data.attributes import HEAD_OUTPUTS, NUM_AGE_CLASSES, split_attributes
 from .errors import CheckpointError
 
 __all__ = ["ARCHS", "ATTRIBUTE_LOGITS", "ModelConfig", "ReidNet", "build_model", "load_backbone_weights", "infer_arch",
@@ -38,10 +38,7 @@ ARCHS: dict[str, tuple[tuple[int, int, int, int], bool, int]] = {
     "resnet50": ((3, 4, 6, 3), True, 2048),
     "resnet101": ((3, 4, 23, 3), True, 2048),
 }
-# attribute head layout: age classes | binary attributes | upper colours | lower colours
-_ATTRIBUTE_GROUPS = (("age", NUM_AGE_CLASSES), ("binary", NUM_BINARY), ("upper", NUM_UPPER_COLOURS),
-                     ("lower", NUM_LOWER_COLOURS))
-ATTRIBUTE_LOGITS = sum(n for _, n in _ATTRIBUTE_GROUPS)
+ATTRIBUTE_LOGITS = HEAD_OUTPUTS  # age classes | binary attributes | upper colours | lower colours
 _TV_NAMES = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
 
 
@@ -118,20 +115,10 @@ class ReidNet(nn.Module):
         return out
 
 
-def split_attributes(values):
-    """(N, 30) attribute logits or probabilities (tensor or array) -> {"age": (N, 4), "binary": (N, 9),
-    "upper": (N, 8), "lower": (N, 9)}, views of the input."""
-    out, start = {}, 0
-    for name, size in _ATTRIBUTE_GROUPS:
-        out[name] = values[:, start:start + size]
-        start += size
-    return out
-
-
 def attribute_probabilities(logits: torch.Tensor) -> torch.Tensor:
     """Attribute logits -> probabilities in the same layout: softmax over age, sigmoid elsewhere."""
     parts = split_attributes(logits)
-    return torch.cat([parts["age"].softmax(dim=1), logits[:, _ATTRIBUTE_GROUPS[0][1]:].sigmoid()], dim=1)
+    return torch.cat([parts["age"].softmax(dim=1), logits[:, NUM_AGE_CLASSES:].sigmoid()], dim=1)
 
 
 def build_model(config: ModelConfig, *, init: str = "random") -> ReidNet:

@@ -25,6 +25,9 @@ import numpy as np
 from ..errors import DataError
 
 __all__ = [
+    "HEAD_GROUPS",
+    "HEAD_OUTPUTS",
+    "split_attributes",
     "ATTRIBUTE_NAMES",
     "UPPER_COLOURS",
     "LOWER_COLOURS",
@@ -115,6 +118,22 @@ AGE_INDEX = 0
 BINARY_SLICE = slice(1, 1 + NUM_BINARY)
 UPPER_SLICE = slice(BINARY_SLICE.stop, BINARY_SLICE.stop + NUM_UPPER_COLOURS)
 LOWER_SLICE = slice(UPPER_SLICE.stop, UPPER_SLICE.stop + NUM_LOWER_COLOURS)
+
+# A model's attribute head outputs (logits or probabilities) in this order: age classes | binary
+# attributes | upper colours | lower colours.
+HEAD_GROUPS = (("age", NUM_AGE_CLASSES), ("binary", NUM_BINARY), ("upper", NUM_UPPER_COLOURS),
+               ("lower", NUM_LOWER_COLOURS))
+HEAD_OUTPUTS = sum(n for _, n in HEAD_GROUPS)
+
+
+def split_attributes(values):
+    """(N, 30) attribute head outputs (tensor or array) -> {"age": (N, 4), "binary": (N, 9),
+    "upper": (N, 8), "lower": (N, 9)}, views of the input."""
+    out, start = {}, 0
+    for name, size in HEAD_GROUPS:
+        out[name] = values[:, start:start + size]
+        start += size
+    return out
 
 
 def attribute_codes(name: str) -> tuple[int, ...]:

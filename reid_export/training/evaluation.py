@@ -17,7 +17,7 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["RANK_KEYS", "extract_outputs", "extract_embeddings", "evaluate", "attribute_scores", "summary_tables",
+__all__ = ["RANK_KEYS", "extract_outputs", "extract_embeddings", "evaluate", "summary_tables",
            "print_summary"]
 
 RANK_KEYS = ("rank1", "rank5", "rank10", "mAP", "mINP")
@@ -59,36 +59,23 @@ def evaluate(model, query_loader, gallery_loader, device, *, attribute_codes: di
 
     With `attribute_codes` ({pid: 27 codes}) and an attribute model, also `attr_mean_accuracy` (the
     official 12 columns), `attr_mA` and `attr_per_attribute` ({name: {"accuracy", "mA", "f1"}})."""
-    from ..metrics import evaluate_ranking
-    from ..ranking import pairwise_distance
+    from ..metrics import attribute_scores
+    from ..model import attribute_probabilities
+    from ..ranking import evaluate_embeddings
 
     q = extract_outputs(model, query_loader, device, channels_last=channels_last, progress=progress)
     g = extract_outputs(model, gallery_loader, device, channels_last=channels_last, progress=progress)
-    result = evaluate_ranking(pairwise_distance(q["embedding"], g["embedding"], metric="cosine"), q["pids"],
-                              g["pids"], q["camids"], g["camids"])
+    result = evaluate_embeddings(q["embedding"], g["embedding"], q["pids"], g["pids"], q["camids"], g["camids"],
+                                 metric="cosine")
     metrics = {key: float(result[key]) for key in RANK_KEYS}
     if attribute_codes and "attributes" in q:
-        scores = attribute_scores(np.concatenate([q["attributes"], g["attributes"]]),
-                                  np.concatenate([q["pids"], g["pids"]]), attribute_codes)
+        logits = torch.from_numpy(np.concatenate([q["attributes"], g["attributes"]]))
+        scores = attribute_scores(attribute_probabilities(logits).numpy(), np.concatenate([q["pids"], g["pids"]]),
+                                  attribute_codes)
         if scores is not None:
             metrics.update(attr_mean_accuracy=scores["mean_accuracy_12"], attr_mA=scores["mA"],
                            attr_per_attribute=scores["per_attribute"], attr_images=scores["num_samples"])
     return metrics
-
-
-def attribute_scores(logits: np.ndarray, pids: np.ndarray, attribute_codes: dict) -> dict | None:
-    """`attribute_metrics` of the images whose pid has codes in `attribute_codes`; None when no image has."""
-    from ..data.attributes import codes_to_array, decode_predictions
-    from ..metrics import attribute_metrics
-    from ..model import attribute_probabilities, split_attributes
-
-    keep = [i for i, pid in enumerate(pids.tolist()) if pid > 0 and pid in attribute_codes]
-    if not keep:
-        return None
-    parts = split_attributes(attribute_probabilities(torch.from_numpy(logits[keep])).numpy())
-    predicted = decode_predictions(parts["age"], parts["binary"], parts["upper"], parts["lower"])
-    truth = [attribute_codes[int(pids[i])] for i in keep]
-    return attribute_metrics(codes_to_array(predicted), codes_to_array(truth))
 
 
 def summary_tables(metrics: dict) -> list:
