@@ -28,7 +28,7 @@ CASES = [  # (runtime, precision)
 def artefacts(tmp_path_factory):
     from reid_export.checkpoint import save_checkpoint
     from reid_export.data.synthetic import generate_market1501
-    from reid_export.export.quantize import export_at_precision
+    from reid_export.export.precision import export_at_precision
 
     folder = tmp_path_factory.mktemp("bench-models")
     data = generate_market1501(folder / "calib", train_ids=8, test_ids=2, distractors=0, junk=0, progress=False).out_dir

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reid_export.metrics import evaluate_ranking
-from reid_export.ranking import pairwise_distance
+from reid_export.evaluation.distances import pairwise_distance
+from reid_export.evaluation.protocol import evaluate_ranking
 
 NUM_QUERY = 3368  # Market-1501 query set
 NUM_GALLERY = 15913  # Market-1501 gallery (bounding_box_test)

@@ -17,8 +17,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reid_export.ranking import evaluate_embeddings, stable_argsort, topk
-from reid_export.rerank import k_reciprocal_rerank
+from reid_export.evaluation.distances import stable_argsort, topk
+from reid_export.evaluation.embeddings import evaluate_embeddings
+from reid_export.evaluation.rerank import k_reciprocal_rerank
 
 NUM_QUERY = 3368  # Market-1501 query set
 NUM_GALLERY = 15913  # Market-1501 gallery (bounding_box_test)

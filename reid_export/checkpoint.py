@@ -10,15 +10,15 @@ keys `0.weight` ...), a torchvision ResNet state dict, and either with a `module
 
 from __future__ import annotations
 
-import os
-import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from .contract import Preprocess
 from .errors import CheckpointError
-from .model import ModelConfig, ReidNet, _torch_load, infer_arch, load_backbone_weights, normalise_backbone_keys
+from .files import atomic_path, remove_stale_temps
+from .model import ModelConfig, ReidNet, infer_arch, load_backbone_weights, normalise_backbone_keys, torch_load
 
 __all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "load_model", "SEED_PREPROCESS"]
 
@@ -44,26 +44,16 @@ def save_checkpoint(path: str | Path, model: ReidNet, *, epoch: int, optimizer=N
         **(extra or {}),
     }
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # our own leftovers from a process killed mid-write
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    remove_stale_temps(path)  # leftovers of writers killed mid-write; a live writer's temp file is never touched
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
     return path
 
 
 def load_checkpoint(path: str | Path) -> dict:
     """Read a reid-export checkpoint dict (for resuming). Other formats are refused with the reason."""
     path = _existing(path)
-    ckpt = _torch_load(path)
+    ckpt = torch_load(path)
     if not (isinstance(ckpt, dict) and ckpt.get("format") == FORMAT):
         raise CheckpointError(
             f"{path}: not a reid-export training checkpoint (no format={FORMAT!r} entry); "
@@ -73,18 +63,19 @@ def load_checkpoint(path: str | Path) -> dict:
 
 
 def load_model(path: str | Path, *, arch: str | None = None, preprocess: Preprocess | None = None,
+               input_size: tuple[int | None, int | None] | None = None,
                device: str | torch.device = "cpu") -> ReidNet:
     """Load any accepted weights file as an eval-mode ReidNet on `device`.
 
     For a reid-export checkpoint the config comes from the file. For a bare backbone (seed notebook or
     torchvision) the arch is inferred from the tensors, and the input contract is `preprocess`
-    or, by default, the seed notebook's 128x64 ImageNet normalisation."""
+    or, by default, the seed notebook's 128x64 ImageNet normalisation. `input_size` (height, width;
+    either may be None to keep it) changes only the input size of whichever contract applies."""
     path = _existing(path)
-    obj = _torch_load(path)
+    obj = torch_load(path)
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         config = ModelConfig.from_dict(obj["config"])
-        if preprocess is not None:
-            config.preprocess = preprocess
+        config.preprocess = _sized(preprocess or config.preprocess, input_size)
         model = ReidNet(config)
         try:
             model.load_state_dict(obj["model"], strict=True)
@@ -95,9 +86,17 @@ def load_model(path: str | Path, *, arch: str | None = None, preprocess: Preproc
         found = infer_arch(state, source=str(path))
         if arch is not None and arch != found:
             raise CheckpointError(f"{path}: --arch {arch} was given but the file holds a {found} backbone")
-        model = ReidNet(ModelConfig(arch=found, preprocess=preprocess or SEED_PREPROCESS))
+        model = ReidNet(ModelConfig(arch=found, preprocess=_sized(preprocess or SEED_PREPROCESS, input_size)))
         load_backbone_weights(model, state, source=str(path))
     return model.to(device).eval()
+
+
+def _sized(contract: Preprocess, input_size) -> Preprocess:
+    if input_size is None:
+        return contract
+    height, width = input_size
+    return replace(contract, height=contract.height if height is None else height,
+                   width=contract.width if width is None else width)
 
 
 def _existing(path: str | Path) -> Path:

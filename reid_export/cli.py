@@ -15,7 +15,20 @@ from typing import Annotated, Optional
 
 import typer
 
+from .apps.predict import predict_course
+from .apps.visualize import visualize_rankings
+from .bench.report import compare_reports, print_comparison, print_table, write_report
+from .bench.run import BenchSettings, ModelSpec, check_gates, run_bench
+from .data.synthetic import generate_market1501
 from .errors import ReidExportError
+from .export.settings import DEFAULT_OPSET, ExportOptions, Int8Settings
+from .export.tensorrt import BuildSettings, trt_command
+from .export.verify import DEFAULT_MIN_COSINE
+from .files import ENGINES_DIR, RUNS_DIR
+from .runtimes import parse_model_spec
+
+# Defaults shown in --help are the library's own dataclass defaults, read from here.
+_INT8, _TRT, _BENCH = Int8Settings(), BuildSettings(), BenchSettings()
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -23,6 +36,8 @@ app = typer.Typer(
 )
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (for CI and logs).")]
+# `--output` was the spelling of onnx/trt/visualize/predict before 0.2: still read, with a notice
+OldOutput = Annotated[Optional[Path], typer.Option("--output", hidden=True, help="Old spelling of -o/--out.")]
 
 
 @app.command()
@@ -34,8 +49,6 @@ def synth(
     quiet: Quiet = False,
 ) -> None:
     """Write a synthetic data set in the official Market-1501 layout and file naming."""
-    from .data.synthetic import generate_market1501
-
     s = generate_market1501(out_dir, train_ids=train_ids, test_ids=test_ids, seed=seed, progress=not quiet)
     typer.echo(f"wrote {s.total_images} images to {s.out_dir} in {s.seconds:.1f} s ({s.images_per_sec:.0f} images/s)")
 
@@ -43,7 +56,7 @@ def synth(
 @app.command()
 def train(
     data: Annotated[Path, typer.Option(help="Market-1501 folder (bounding_box_train/, query/, bounding_box_test/) or a course folder (train/, test/, queries/, annotations_train.csv).")],
-    out: Annotated[Path, typer.Option(help="Checkpoint to write (.pt); updated atomically every epoch.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Checkpoint to write (.pt); updated atomically every epoch.")],
     recipe: Annotated[str, typer.Option(help="Recipe name in train/ (quick, seed, ...) or a .toml path.")] = "quick",
     epochs: Annotated[Optional[int], typer.Option(help="Override the recipe's epochs.")] = None,
     arch: Annotated[Optional[str], typer.Option(help="resnet18 | resnet34 | resnet50 | resnet101.")] = None,
@@ -57,8 +70,7 @@ def train(
     quiet: Quiet = False,
 ) -> None:
     """Train a re-ID model with a recipe from train/."""
-    from .training import load_recipe
-    from .training import train as run_training
+    from . import training  # lazy: torch, so that --help stays fast
 
     overrides = {"data": str(data), "out": str(out)}
     for key, value in (("epochs", epochs), ("arch", arch), ("batch_size", batch_size), ("lr", lr),
@@ -66,7 +78,7 @@ def train(
         if value is not None:
             overrides[key] = value
     overrides.update(_parse_sets(set_ or []))
-    result = run_training(load_recipe(recipe, overrides), resume=resume, quiet=quiet)
+    result = training.train(training.load_recipe(recipe, overrides), resume=resume, quiet=quiet)
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 alone reports
     typer.echo(f"checkpoint: {result.checkpoint}")
@@ -76,71 +88,61 @@ def train(
 @app.command()
 def onnx(
     artefact: Annotated[Path, typer.Argument(help="reid-export checkpoint (.pt) or backbone state dict (.pth).")],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Default: engines/<name>[.fp16|.int8].onnx.")] = None,
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help=f"ONNX file to write. Default: {ENGINES_DIR}/<name>[.fp16|.int8].onnx.")] = None,
     precision: Annotated[str, typer.Option(help="fp32 | fp16 | int8 (Q/DQ, calibrated on --calib-data's training images).")] = "fp32",
     data: Annotated[Optional[Path], typer.Option(help="Market-1501 folder whose images feed the parity check.")] = None,
     calib_data: Annotated[Optional[Path], typer.Option(help="INT8: Market-1501 folder; only bounding_box_train/ is used.")] = None,
-    calib_method: Annotated[str, typer.Option(help="INT8 calibration: minmax | entropy | percentile.")] = "minmax",
-    calib_images: Annotated[int, typer.Option(help="INT8: number of training images to calibrate on.")] = 300,
-    int8_activations: Annotated[str, typer.Option(help="INT8 activations: uint8 (fastest on x86 CPUs) | int8 (symmetric, for TensorRT).")] = "uint8",
-    opset: Annotated[int, typer.Option(help="ONNX opset (17 or newer).")] = 18,
+    calib_method: Annotated[str, typer.Option(help="INT8 calibration: minmax | entropy | percentile.")] = _INT8.method,
+    calib_images: Annotated[int, typer.Option(help="INT8: number of training images to calibrate on.")] = _INT8.num_images,
+    int8_activations: Annotated[str, typer.Option(help="INT8 activations: uint8 (fastest on x86 CPUs) | int8 (symmetric, for TensorRT).")] = _INT8.activations,
+    opset: Annotated[int, typer.Option(help="ONNX opset (17 or newer).")] = DEFAULT_OPSET,
     l2_normalize: Annotated[bool, typer.Option(help="L2-normalise the embedding inside the graph.")] = True,
     with_attributes: Annotated[bool, typer.Option(help="Also output the attribute probabilities (N x 30).")] = False,
     height: Annotated[Optional[int], typer.Option(help="Input height, for a bare backbone (default 128).")] = None,
     width: Annotated[Optional[int], typer.Option(help="Input width, for a bare backbone (default 64).")] = None,
     exporter: Annotated[str, typer.Option(help="dynamo | torchscript.")] = "dynamo",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
-    min_cosine: Annotated[Optional[float], typer.Option(help="Parity threshold; default 0.9999 fp32, 0.999 fp16, 0.98 int8.")] = None,
+    min_cosine: Annotated[Optional[float], typer.Option(help="Parity threshold; default " + ", ".join(f"{v} {k}" for k, v in DEFAULT_MIN_COSINE.items()) + ".")] = None,
+    keep_failed: Annotated[bool, typer.Option(help="Keep an export that fails parity, as NAME.failed.onnx (default: delete it).")] = False,
+    output: OldOutput = None,
     quiet: Quiet = False,
 ) -> None:
     """Export to ONNX (dynamic batch, contract in the metadata), then check parity against PyTorch."""
-    from .checkpoint import SEED_PREPROCESS, load_model
-    from .export.onnx import check_parity
-    from .export.quantize import DEFAULT_MIN_COSINE, Int8Settings, export_at_precision
-    from .features import sample_batch
+    from .export.run import export_model  # lazy: torch, so that --help stays fast
 
-    preprocess = None
-    if height or width:
-        from dataclasses import replace
-
-        preprocess = replace(SEED_PREPROCESS, height=height or SEED_PREPROCESS.height, width=width or SEED_PREPROCESS.width)
-    model = load_model(artefact, preprocess=preprocess)
-    suffix = "" if precision == "fp32" else f".{precision}"
-    output = output or Path("engines") / f"{artefact.stem}{suffix}.onnx"
-    int8 = Int8Settings(method=calib_method, num_images=calib_images, activations=int8_activations)
-    path = export_at_precision(model, output, precision=precision, calib_data=calib_data, int8=int8,
-                               overwrite=overwrite, progress=not quiet, opset=opset, l2_normalize=l2_normalize,
-                               with_attributes=with_attributes, exporter=exporter)
-    typer.echo(f"wrote {path} ({precision}, opset {opset}, input {model.config.preprocess.height}x"
-               f"{model.config.preprocess.width}, embedding {model.config.embedding_dim}-D)")
-    batch, source = sample_batch(model.config.preprocess, data, n=32)
-    parity = check_parity(model, path, batch)
-    threshold = DEFAULT_MIN_COSINE[precision] if min_cosine is None else min_cosine
-    typer.echo(f"parity vs PyTorch on {source}: max abs diff {parity['max_abs_diff']:.3e}, "
-               f"min cosine {parity['cosine_min']:.6f} (threshold {threshold})")
-    if parity["cosine_min"] < threshold:
-        typer.echo(f"error: parity check failed: min cosine {parity['cosine_min']:.6f} < {threshold}; "
-                   f"{path} does not reproduce PyTorch closely enough", err=True)
+    options = ExportOptions(precision=precision, opset=opset, l2_normalize=l2_normalize, with_attributes=with_attributes,
+                            exporter=exporter, overwrite=overwrite, min_cosine=min_cosine, keep_failed=keep_failed,
+                            int8=Int8Settings(method=calib_method, num_images=calib_images, activations=int8_activations))
+    result = export_model(artefact, _out(out, output), options, calib_data=calib_data, data=data,
+                          input_size=(height, width), progress=not quiet)
+    parity = result.parity
+    if parity.passed:
+        c = result.info.contract
+        typer.echo(f"wrote {result.path} ({result.info.precision}, opset {result.info.opset}, input {c.height}x{c.width}, "
+                   f"embedding {result.embedding_dim}-D)")
+    typer.echo(parity.summary())
+    if not parity.passed:
+        typer.echo(f"error: {parity.failure()}", err=True)
         raise typer.Exit(1)
 
 
 @app.command("trt")
 def trt_engine(
     model: Annotated[Path, typer.Argument(help="ONNX file written by `reid-export onnx` (fp32, fp16 or int8 graph).")],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Engine to write (.engine); NAME.engine.json goes next to it. Default: engines/<name>.engine.")] = None,
-    min_batch: Annotated[int, typer.Option(help="Smallest batch the engine accepts.")] = 1,
-    opt_batch: Annotated[int, typer.Option(help="Batch size TensorRT tunes its kernels for.")] = 32,
-    max_batch: Annotated[int, typer.Option(help="Largest batch the engine accepts.")] = 128,
-    workspace: Annotated[str, typer.Option(help="Builder scratch GPU memory, e.g. 4GiB or 512MiB.")] = "4GiB",
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help=f"Engine to write (.engine); NAME.engine.json goes next to it. Default: {ENGINES_DIR}/<name>.engine.")] = None,
+    min_batch: Annotated[int, typer.Option(help="Smallest batch the engine accepts.")] = _TRT.min_batch,
+    opt_batch: Annotated[int, typer.Option(help="Batch size TensorRT tunes its kernels for.")] = _TRT.opt_batch,
+    max_batch: Annotated[int, typer.Option(help="Largest batch the engine accepts.")] = _TRT.max_batch,
+    workspace: Annotated[str, typer.Option(help="Builder scratch GPU memory, e.g. 4GiB or 512MiB.")] = str(_TRT.workspace),
     timing_cache: Annotated[Optional[Path], typer.Option(help="Timing cache file: read if present, written after the build.")] = None,
     fp16_flag: Annotated[bool, typer.Option("--fp16-flag", help="TensorRT 10 only: FP16 kernels for an FP32 graph. On TensorRT 11 export with --precision fp16 instead.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing engine and its sidecar.")] = False,
+    output: OldOutput = None,
 ) -> None:
     """Build a TensorRT engine (+ JSON sidecar) from an ONNX export. Needs an NVIDIA GPU and TensorRT."""
-    from .export.tensorrt import trt_command
-
-    typer.echo(f"building {output or 'engines/' + model.stem + '.engine'} from {model} (TensorRT builds take minutes)")
-    info = trt_command(model, output, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
+    out = _out(out, output)
+    typer.echo(f"building {out or ENGINES_DIR / (model.stem + '.engine')} from {model} (TensorRT builds take minutes)")
+    info = trt_command(model, out, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
                        workspace=workspace, timing_cache=timing_cache, fp16_flag=fp16_flag, overwrite=overwrite)
     for line in info.summary_lines():
         typer.echo(line)
@@ -152,8 +154,8 @@ def trt_engine(
 def bench(
     data: Annotated[Path, typer.Option(help="Market-1501 folder: query/ and bounding_box_test/ are used.")],
     model: Annotated[list[str], typer.Option(help="PATH or RUNTIME=PATH (repeatable); runtimes: torch, torch-cuda, torch-cuda-fp16, onnxruntime, onnxruntime-cuda, onnxruntime-trt, tensorrt.")],
-    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes for throughput.")] = "1,8,32,128",
-    out: Annotated[Optional[Path], typer.Option(help="Report folder. Default: runs/bench-<time>.")] = None,
+    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes for throughput.")] = ",".join(map(str, _BENCH.batch_sizes)),
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help=f"Report folder. Default: {RUNS_DIR}/bench-<time>.")] = None,
     max_map_drop: Annotated[Optional[float], typer.Option(help="Exit 1 if a row's mAP is more than this many points below the reference.")] = None,
     max_rank1_drop: Annotated[Optional[float], typer.Option(help="Exit 1 if a row's Rank-1 is more than this many points below the reference.")] = None,
     compare: Annotated[Optional[Path], typer.Option(help="An earlier report.json: print the change against it.")] = None,
@@ -161,10 +163,6 @@ def bench(
     quiet: Quiet = False,
 ) -> None:
     """Throughput, latency, Rank-1/mAP/mINP and agreement with the reference, one row per runtime."""
-    from .bench import BenchSettings, ModelSpec, check_gates, run_bench
-    from .report import compare_reports, print_comparison, print_table, write_report
-    from .runtimes import parse_model_spec
-
     specs = [ModelSpec(*parse_model_spec(m)) for m in model]
     settings = BenchSettings(batch_sizes=_parse_ints(batch_sizes, "--batch-sizes"), stages=stages, progress=not quiet)
     report = run_bench(data, specs, settings, log=typer.echo)
@@ -184,16 +182,15 @@ def bench(
 def visualize(
     data: Annotated[Path, typer.Option(help="Market-1501 folder: query/ and bounding_box_test/ are used (market_attribute.mat too, if there).")],
     model: Annotated[str, typer.Option(help="PATH or RUNTIME=PATH; runtimes: torch, torch-cuda, torch-cuda-fp16, onnxruntime, onnxruntime-cuda, onnxruntime-trt, tensorrt.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the PNGs; must be new or empty (nothing is overwritten).")],
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Folder for the PNGs; must be new or empty (nothing is overwritten).")] = None,
     queries: Annotated[int, typer.Option(help="Queries to draw, spread over identities.")] = 8,
     top_k: Annotated[int, typer.Option(help="Gallery images shown per query, closest first.")] = 10,
     seed: Annotated[int, typer.Option(help="Same seed, same queries.")] = 0,
+    output: OldOutput = None,
     quiet: Quiet = False,
 ) -> None:
     """Picture each query's top-k gallery images: green match, red wrong, grey junk; attributes if the model has them."""
-    from .visualize import visualize_rankings
-
-    files = visualize_rankings(data, model, output, num_queries=queries, top_k=top_k, seed=seed, progress=not quiet)
+    files = visualize_rankings(data, model, _out(out, output, required=True), num_queries=queries, top_k=top_k, seed=seed, progress=not quiet)
     for file in files:
         typer.echo(f"wrote {file}")
 
@@ -202,14 +199,13 @@ def visualize(
 def predict(
     data: Annotated[Path, typer.Option(help="Course layout: train/, test/, queries/, annotations_train.csv.")],
     model: Annotated[str, typer.Option(help="PATH or RUNTIME=PATH (an attribute model also writes classification_test.csv).")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for reid_test.txt and classification_test.csv.")],
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Folder for reid_test.txt and classification_test.csv.")] = None,
     top_k: Annotated[int, typer.Option(help="Gallery images listed per query.")] = 100,
+    output: OldOutput = None,
     quiet: Quiet = False,
 ) -> None:
     """Course submission files: each query's ranked test images, and the 27 attributes of every test image."""
-    from .predict import predict_course
-
-    files = predict_course(data, model, output, top_k=top_k, progress=not quiet)
+    files = predict_course(data, model, _out(out, output, required=True), top_k=top_k, progress=not quiet)
     for file in files:
         typer.echo(f"wrote {file}")
     if len(files) == 1:
@@ -219,7 +215,7 @@ def predict(
 
 @app.command()
 def demo(
-    out: Annotated[Optional[Path], typer.Option(help="Folder for everything. Default: runs/demo-<time>.")] = None,
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help=f"Folder for everything. Default: {RUNS_DIR}/demo-<time>.")] = None,
     train_ids: Annotated[int, typer.Option(help="Synthetic training identities.")] = 150,
     test_ids: Annotated[int, typer.Option(help="Synthetic test identities.")] = 100,
     epochs: Annotated[Optional[int], typer.Option(help="Override the quick recipe's epochs.")] = None,
@@ -227,8 +223,7 @@ def demo(
     quiet: Quiet = False,
 ) -> None:
     """synth -> train (quick recipe) -> ONNX export -> bench torch vs onnxruntime, with stage times."""
-    from .demo import run_demo
-    from .report import print_table
+    from .apps.demo import run_demo  # lazy: torch, so that --help stays fast
 
     out = out or _timestamped("demo")
     overrides = {"epochs": epochs} if epochs is not None else {}
@@ -287,7 +282,19 @@ def _parse_sets(items: list[str]) -> dict:
 
 
 def _timestamped(kind: str) -> Path:
-    return Path("runs") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return RUNS_DIR / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _out(out: Path | None, old: Path | None, *, required: bool = False) -> Path | None:
+    """-o/--out, or the old `--output` spelling with a notice; both given is an error."""
+    if old is not None:
+        if out is not None:
+            raise ReidExportError("give the output once: -o/--out (--output is its old spelling)")
+        typer.echo("notice: --output is now -o/--out; the old spelling works until the next release", err=True)
+        out = old
+    if out is None and required:
+        raise ReidExportError("missing option -o/--out: the folder to write into")
+    return out
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from .data.attributes import HEAD_OUTPUTS, NUM_AGE_CLASSES, split_attributes
 from .errors import CheckpointError
 
 __all__ = ["ARCHS", "ATTRIBUTE_LOGITS", "ModelConfig", "ReidNet", "build_model", "load_backbone_weights", "infer_arch",
-           "attribute_probabilities", "split_attributes"]
+           "attribute_probabilities", "split_attributes", "normalise_backbone_keys", "torch_load"]
 
 # arch -> (blocks per stage, bottleneck?, embedding dim)
 ARCHS: dict[str, tuple[tuple[int, int, int, int], bool, int]] = {
@@ -139,7 +139,7 @@ def build_model(config: ModelConfig, *, init: str = "random") -> ReidNet:
             f"--init {init!r} is neither 'random', 'imagenet' nor an existing file; "
             "pass a torchvision ResNet state dict (.pth) or one of the two keywords"
         )
-    state = _torch_load(path)
+    state = torch_load(path)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     load_backbone_weights(model, state, source=str(path))
@@ -233,7 +233,8 @@ def _imagenet_state_dict(arch: str) -> dict:
         ) from e
 
 
-def _torch_load(path) -> object:
+def torch_load(path) -> object:
+    """`torch.load` with `weights_only=True` (no pickled code runs) and a clear error for a bad file."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from tiny_models import make_tiny_model
 
 from reid_export.model import ReidNet
-from tiny_models import make_tiny_model
 
 
 @pytest.fixture(scope="session")

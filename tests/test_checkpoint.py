@@ -1,12 +1,10 @@
-import os
 
 import pytest
 import torch
+from tiny_models import make_tiny_model
 
 from reid_export.checkpoint import FORMAT, load_checkpoint, load_model, save_checkpoint
 from reid_export.errors import CheckpointError
-
-from tiny_models import make_tiny_model
 
 
 def test_checkpoint_round_trip_keeps_config_and_weights(tmp_path):

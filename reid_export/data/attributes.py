@@ -49,8 +49,10 @@ __all__ = [
     "check_codes",
     "encode_targets",
     "decode_predictions",
+    "decode_probabilities",
     "codes_to_array",
     "load_market_attributes",
+    "test_split_labels",
     "save_market_attributes",
 ]
 
@@ -204,6 +206,15 @@ def decode_predictions(
     return decoded[0] if single else decoded
 
 
+def decode_probabilities(probs: Any) -> list[dict[str, int]]:
+    """A model's attribute outputs (N, 30) -> N dicts of the 27 Market codes: the one decoder that
+    bench, training, predict and the ranked-list pictures share (`decode_predictions` on the head
+    groups of `split_attributes`: age argmax, binary at 0.5, one colour per body half)."""
+    parts = split_attributes(np.asarray(probs))
+    decoded = decode_predictions(parts["age"], parts["binary"], parts["upper"], parts["lower"])
+    return decoded if isinstance(decoded, list) else [decoded]
+
+
 def codes_to_array(codes: Sequence[Mapping[str, int]]) -> np.ndarray:
     """Stack per-sample code dicts into an (N, 27) int64 array in `ATTRIBUTE_NAMES` order."""
     for i, sample in enumerate(codes):
@@ -256,6 +267,15 @@ def load_market_attributes(path: str | os.PathLike[str]) -> dict[str, dict[int, 
             f"and test, found {sorted(top)}. Fix: pass the unmodified official file."
         )
     return {split: _read_split(file, split, top[split]) for split in ("train", "test")}
+
+
+def test_split_labels(root: str | os.PathLike[str]) -> dict[int, dict[str, int]] | None:
+    """{pid: 27 codes} of the test identities (distractors and junk left out) in ROOT/market_attribute.mat;
+    None when the folder has no such file. The one place bench, training and pictures read them."""
+    file = Path(root) / ATTRIBUTE_FILE
+    if not file.is_file():
+        return None
+    return {pid: codes for pid, codes in load_market_attributes(file)["test"].items() if pid > 0} or None
 
 
 def save_market_attributes(

@@ -2,14 +2,13 @@
 [+ `attributes` (N, 30) float32 probabilities with `with_attributes`].
 
 The batch axis is dynamic. The preprocessing contract, the model description and the precision are
-written into the ONNX metadata (`metadata_props`), and `read_metadata` / `read_contract` are how every
-runtime gets them back.
+written into the ONNX metadata (`metadata_props`, format in `artefacts.onnx_metadata`, which is how
+every runtime reads them back).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 
@@ -17,20 +16,23 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..contract import METADATA_KEY, Preprocess
+from ..artefacts.onnx_metadata import (
+    ATTRIBUTES_NAME,
+    EMBEDDING_NAME,
+    INPUT_NAME,
+    METADATA_KEY,
+    MODEL_KEY,
+    PRECISION_KEY,
+    VERSION_KEY,
+    set_metadata,
+)
+from ..contract import Preprocess
 from ..errors import ExportError
-from ..model import ReidNet
+from ..files import atomic_path, refuse_existing
+from ..model import ReidNet, attribute_probabilities
+from .settings import DEFAULT_OPSET, MIN_OPSET
 
-__all__ = ["DEFAULT_OPSET", "INPUT_NAME", "EMBEDDING_NAME", "ATTRIBUTES_NAME", "export_onnx", "read_metadata",
-           "read_contract", "contract_from_metadata", "check_parity"]
-
-DEFAULT_OPSET = 18
-INPUT_NAME = "input"
-EMBEDDING_NAME = "embedding"
-ATTRIBUTES_NAME = "attributes"
-MODEL_KEY = "reid_export.model"
-PRECISION_KEY = "reid_export.precision"
-VERSION_KEY = "reid_export.version"
+__all__ = ["DEFAULT_OPSET", "EmbeddingModel", "export_onnx"]
 
 
 class EmbeddingModel(nn.Module):
@@ -44,8 +46,6 @@ class EmbeddingModel(nn.Module):
         self.with_attributes = with_attributes
 
     def forward(self, x: torch.Tensor):
-        from ..model import attribute_probabilities
-
         emb = self.model.embed(x)
         out = nn.functional.normalize(emb, dim=1) if self.l2_normalize else emb
         if self.with_attributes:
@@ -65,23 +65,19 @@ def export_onnx(model: ReidNet, out: str | Path, *, opset: int = DEFAULT_OPSET, 
     out = Path(out)
     if out.suffix != ".onnx":
         raise ExportError(f"{out}: the output file must end in .onnx")
-    if out.exists() and not overwrite:
-        raise ExportError(f"{out} already exists; pass --overwrite to replace it, or choose another -o path")
-    if opset < 17:
-        raise ExportError(f"opset {opset} is too old; reid-export exports opset 17 or newer")
+    refuse_existing(out, overwrite=overwrite, error=ExportError)
+    if opset < MIN_OPSET:
+        raise ExportError(f"opset {opset} is too old; reid-export exports opset {MIN_OPSET} or newer")
     if exporter not in ("dynamo", "torchscript"):
         raise ExportError(f"unknown exporter {exporter!r}; choose 'dynamo' or 'torchscript'")
     if with_attributes and model.attribute_head is None:
         raise ExportError("--with-attributes: this model has no attribute heads; train with attributes "
                           "(a recipe with `attributes = true` and a market_attribute.mat) or export without it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-
     contract = _contract_with(model.config.preprocess, l2_normalize)
     wrapper = EmbeddingModel(model, l2_normalize, with_attributes).eval().cpu()
     outputs = [EMBEDDING_NAME, ATTRIBUTES_NAME] if with_attributes else [EMBEDDING_NAME]
     example = torch.zeros(2, *contract.input_shape)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
+    with atomic_path(out) as tmp:
         _torch_export(wrapper, example, tmp, opset, exporter, outputs)
         proto = onnx.load(str(tmp))
         meta = {
@@ -94,50 +90,7 @@ def export_onnx(model: ReidNet, out: str | Path, *, opset: int = DEFAULT_OPSET, 
         set_metadata(proto, meta)
         onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, str(tmp))
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
-
-
-def set_metadata(proto, meta: dict[str, str]) -> None:
-    """Set (replace) string entries in an ONNX ModelProto's metadata_props."""
-    keep = [p for p in proto.metadata_props if p.key not in meta]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(keep)
-    for key, value in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The metadata_props of an ONNX file as a dict, without loading the weights."""
-    import onnx
-
-    path = Path(path)
-    if not path.is_file():
-        raise ExportError(f"{path}: no such ONNX file; export one with `reid-export onnx CKPT -o {path}`")
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as e:
-        raise ExportError(f"{path}: not a readable ONNX file ({e}); re-export it with `reid-export onnx`") from e
-    return {p.key: p.value for p in proto.metadata_props}
-
-
-def read_contract(path: str | Path) -> Preprocess:
-    """The preprocessing contract stored in an ONNX file by `export_onnx`."""
-    return contract_from_metadata(read_metadata(path), source=str(path))
-
-
-def contract_from_metadata(meta: dict[str, str], *, source: str) -> Preprocess:
-    """The contract in metadata already read with `read_metadata` (so the file is parsed once)."""
-    path = source
-    if METADATA_KEY not in meta:
-        raise ExportError(
-            f"{path}: has no '{METADATA_KEY}' metadata, so its input size and normalisation are unknown; "
-            "export it with `reid-export onnx` (which records them)"
-        )
-    return Preprocess.from_json(meta[METADATA_KEY], source=source)
 
 
 def _contract_with(contract: Preprocess, l2_normalize: bool) -> Preprocess:
@@ -159,18 +112,3 @@ def _torch_export(wrapper: nn.Module, example: torch.Tensor, path: Path, opset: 
             torch.onnx.export(wrapper, (example,), str(path), input_names=[INPUT_NAME], output_names=outputs,
                               opset_version=opset, dynamo=False,
                               dynamic_axes={name: {0: "batch"} for name in [INPUT_NAME, *outputs]})
-
-
-def check_parity(model: ReidNet, onnx_path: str | Path, batch) -> dict[str, float]:
-    """Run the same float32 batch through PyTorch and ONNX Runtime (CPU); returns `embedding_agreement`."""
-    from ..compare import embedding_agreement
-    from ..runtimes import make_runtime
-
-    with make_runtime("torch", model) as ref, make_runtime("onnxruntime", onnx_path) as ort:
-        if ort.contract.l2_normalized != ref.contract.l2_normalized:
-            ref.contract = ort.contract  # compare like with like: the export chose the normalisation
-        expected, got = ref.infer(batch), ort.infer(batch)
-    result = embedding_agreement(expected["embedding"], got["embedding"])
-    if ATTRIBUTES_NAME in got:
-        result["attributes_max_abs_diff"] = float(abs(expected[ATTRIBUTES_NAME] - got[ATTRIBUTES_NAME]).max())
-    return result

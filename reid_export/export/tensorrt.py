@@ -13,31 +13,28 @@ Precision lives in the ONNX graph (`reid-export onnx --precision fp16|int8`). Te
 strongly typed networks and removed BuilderFlag.FP16/INT8 and the INT8 calibrators; on TensorRT 10
 `fp16_flag` still lets the builder pick FP16 kernels for an FP32 graph (weak typing, deprecated).
 
-This module holds the build settings, `build_engine` / `trt_command`, size parsing and the TensorRT
-plumbing shared with the runtime (`import_tensorrt`, `tensorrt_logger`). The sidecar and its checks live
-in `trt_sidecar`, the inspector's layer-precision summary in `trt_inspect`; both are re-exported here.
-Only those and `parse_size` run without TensorRT; building needs an NVIDIA GPU and `pip install tensorrt`.
+This module holds the build settings, `build_engine` / `trt_command`, size parsing and the inspector's
+layer-precision summary (`layer_precision_summary`). The sidecar format and its checks live in
+`artefacts.tensorrt_sidecar` (read by the runtime too); the TensorRT import and logger in
+`runtimes.tensorrt`. Only `parse_size` and `layer_precision_summary` run without TensorRT; building needs
+an NVIDIA GPU and `pip install tensorrt`.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..artefacts.onnx_metadata import read_onnx_info
+from ..artefacts.tensorrt_sidecar import capability_string, new_sidecar, sm_name, write_sidecar
 from ..errors import ExportError, RuntimeUnavailable
-from .trt_inspect import layer_precision_summary
-from .trt_sidecar import (SIDECAR_FORMAT, SIDECAR_VERSION, _atomic_write, _capability, _sm, check_batch,
-                          check_compatible, file_sha256, new_sidecar, read_sidecar, sidecar_path, validate_sidecar,
-                          write_sidecar)
+from ..files import ENGINES_DIR, refuse_existing, write_bytes
+from ..runtimes.tensorrt import import_tensorrt, tensorrt_logger, tensorrt_major
 
-__all__ = ["BuildSettings", "EngineInfo", "build_engine", "trt_command", "parse_size", "sidecar_path",
-           "new_sidecar", "write_sidecar", "read_sidecar", "validate_sidecar", "check_compatible", "check_batch",
-           "layer_precision_summary", "file_sha256", "import_tensorrt", "tensorrt_logger", "SIDECAR_FORMAT",
-           "SIDECAR_VERSION"]
+__all__ = ["BuildSettings", "EngineInfo", "build_engine", "trt_command", "parse_size", "layer_precision_summary"]
 
 _UNITS = {"": 1, "b": 1, "k": 2**10, "kib": 2**10, "m": 2**20, "mib": 2**20, "g": 2**30, "gib": 2**30,
           "t": 2**40, "tib": 2**40, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
@@ -90,7 +87,7 @@ class EngineInfo:
         return [
             f"wrote {self.engine} and {self.sidecar.name} in {self.build_seconds:.1f} s",
             f"TensorRT {s['tensorrt_version']} on {s['gpu']['name'] or 'an unrecorded GPU'} "
-            f"({_sm(s['gpu']['compute_capability'])}), "
+            f"({sm_name(s['gpu']['compute_capability'])}), "
             f"{s['precision']} graph{' + FP16 builder flag' if s['builder'].get('fp16_flag') else ''}",
             f"input {prof['input']}: batch {prof['min'][0]}..{prof['max'][0]} (tuned for {prof['opt'][0]}), "
             f"shape {'x'.join(map(str, prof['min'][1:]))}",
@@ -119,7 +116,7 @@ def trt_command(onnx_path: str | Path, output: str | Path | None = None, *, min_
                 max_batch: int = 128, workspace: str | int = "4GiB", timing_cache: str | Path | None = None,
                 fp16_flag: bool = False, overwrite: bool = False) -> EngineInfo:
     """`reid-export trt`: ONNX -> engine + sidecar. `output` defaults to engines/<onnx name>.engine."""
-    output = Path(output) if output else Path("engines") / f"{Path(onnx_path).stem}.engine"
+    output = Path(output) if output else ENGINES_DIR / f"{Path(onnx_path).stem}.engine"
     settings = BuildSettings(min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, workspace=workspace,
                              timing_cache=timing_cache, fp16_flag=fp16_flag)
     return build_engine(onnx_path, output, settings, overwrite=overwrite)
@@ -132,18 +129,12 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, settings: Build
     Checks that need no TensorRT come first (output path, ONNX metadata); then TensorRT parses the ONNX,
     builds with DETAILED profiling verbosity, the engine inspector reports each layer's precision, and
     engine and sidecar are written atomically. An existing engine is refused unless `overwrite`."""
-    from .onnx import PRECISION_KEY, contract_from_metadata, read_metadata
-    from .quantize import CALIBRATION_KEY
-
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     if engine_path.suffix != ".engine":
         raise ExportError(f"{engine_path}: the engine file must end in .engine (runtimes pick TensorRT by that suffix)")
-    if engine_path.exists() and not overwrite:
-        raise ExportError(f"{engine_path} already exists; pass --overwrite to replace it, or choose another -o path")
-    meta = read_metadata(onnx_path)  # also says clearly when the ONNX is missing or unreadable
-    contract = contract_from_metadata(meta, source=str(onnx_path))  # ... or not written by reid-export
-    precision = meta.get(PRECISION_KEY, "fp32")
-    calibration = json.loads(meta.get(CALIBRATION_KEY, "{}"))
+    refuse_existing(engine_path, overwrite=overwrite, error=ExportError)
+    info = read_onnx_info(onnx_path)  # says clearly when the ONNX is missing, unreadable or not reid-export's
+    contract, precision, calibration = info.contract, info.precision, info.calibration
     if precision == "int8" and calibration.get("activations") == "uint8":
         raise ExportError(
             f"{onnx_path}: INT8 graph with asymmetric uint8 activations; TensorRT only runs symmetric INT8 Q/DQ "
@@ -152,7 +143,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, settings: Build
         )
 
     trt = import_tensorrt()
-    major = _major(trt.__version__)
+    major = tensorrt_major(trt.__version__)
     strongly_typed = _resolve_typing(settings, major, precision)
     gpu_name, capability = _gpu_info()
     messages: list[str] = []
@@ -210,11 +201,11 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, settings: Build
                  "timing_cache": str(settings.timing_cache) if settings.timing_cache else None},
     )
     engine_path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(engine_path, engine_bytes)
+    write_bytes(engine_path, engine_bytes)
     side = write_sidecar(engine_path, sidecar)
     warnings = list(layers["warnings"])
     if cache is not None:
-        _atomic_write(Path(settings.timing_cache), bytes(cache.serialize()))
+        write_bytes(Path(settings.timing_cache), bytes(cache.serialize()))
     if cache_note:
         warnings.append(cache_note)
     if gpu_name is None:
@@ -223,49 +214,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, settings: Build
     return EngineInfo(engine_path, side, sidecar, build_seconds, warnings)
 
 
-# -- TensorRT plumbing shared with the runtime -------------------------------------------------
-def import_tensorrt():
-    """`import tensorrt` (10 or newer), or RuntimeUnavailable saying how to get it."""
-    try:
-        import tensorrt
-    except (ImportError, OSError) as e:
-        raise RuntimeUnavailable(
-            f"TensorRT is not installed ({type(e).__name__}: {e}). TensorRT needs an NVIDIA GPU and driver: on such "
-            "a machine run `pip install tensorrt` (it fetches NVIDIA's CUDA wheels), or work inside NVIDIA's TensorRT "
-            "container (nvcr.io/nvidia/tensorrt). It cannot work on a machine without an NVIDIA GPU; use the "
-            "onnxruntime runtime there"
-        ) from e
-    if _major(tensorrt.__version__) < 10:
-        raise RuntimeUnavailable(f"TensorRT {tensorrt.__version__} is too old: reid-export uses the TensorRT 10+ "
-                                 "API (named I/O tensors, execute_async_v3); `pip install -U tensorrt`")
-    return tensorrt
-
-
-def tensorrt_logger(trt, messages: list[str]):
-    """A TensorRT logger that prints warnings and errors and keeps them for error messages."""
-
-    shown = {trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR, trt.ILogger.Severity.WARNING}
-
-    class _Logger(trt.ILogger):  # the documented way: subclass ILogger and call its __init__ explicitly
-        def __init__(self):
-            trt.ILogger.__init__(self)
-
-        def log(self, severity, msg):
-            if severity in shown:
-                messages.append(f"[TensorRT {severity.name}] {msg}")
-                print(messages[-1], file=sys.stderr, flush=True)
-
-    return _Logger()  # TensorRT needs the logger alive as long as anything created with it
-
-
 # -- private helpers -------------------------------------------------------------------------
-def _major(version: str) -> int:
-    try:
-        return int(str(version).split(".")[0])
-    except ValueError:
-        raise RuntimeUnavailable(f"cannot read the TensorRT version {version!r}; reinstall tensorrt") from None
-
-
 def _resolve_typing(settings: BuildSettings, major: int, precision: str) -> bool:
     if settings.fp16_flag and major >= 11:
         raise ExportError(
@@ -287,7 +236,7 @@ def _gpu_info() -> tuple[str | None, str | None]:
 
     if not torch.cuda.is_available():
         return None, None
-    return torch.cuda.get_device_name(), _capability(torch.cuda.get_device_capability())
+    return torch.cuda.get_device_name(), capability_string(torch.cuda.get_device_capability())
 
 
 def _parser_errors(parser) -> list[str]:
@@ -367,3 +316,74 @@ def _dtype_name(trt, dtype) -> str:
         return np.dtype(trt.nptype(dtype)).name
     except (TypeError, ValueError):
         return str(dtype).split(".")[-1].lower()
+
+
+# -- which precision TensorRT chose per layer (the engine inspector's JSON; needs no TensorRT) -----
+_PRECISION_PATTERNS = [  # first match wins; word boundaries keep UInt8 from matching Int8, BFloat16 from Float
+    ("bf16", r"\b(bfloat16|bf16)\b"), ("fp8", r"\bfp8\b"), ("int4", r"\bint4\b"), ("uint8", r"\buint8\b"),
+    ("int8", r"\bint8\b"), ("fp16", r"\b(fp16|half)\b"), ("int32", r"\bint32\b"), ("int64", r"\bint64\b"),
+    ("bool", r"\bbool\b"), ("fp32", r"\b(fp32|float)\b"),
+]
+# narrowest first: a layer runs at the narrowest float/quantised type among its inputs
+_RANK = {"int4": 0, "fp8": 1, "int8": 2, "fp16": 3, "bf16": 3, "fp32": 4}
+# layers that move or convert data rather than compute; they are counted but never called a fallback
+_BOOKKEEPING = {"reformat", "noop", "constant", "shuffle", "identity", "cast", "shape", "signal", "wait"}
+
+
+def layer_precision_summary(inspector_json: dict, *, expected: str | None = None) -> dict:
+    """Per-layer precision from the engine inspector's JSON (`get_engine_information(JSON)`).
+
+    TensorRT 10 describes each layer tensor with one "Format/Datatype" string ("Row major linear FP32",
+    "Thirty-two wide channel vectorized row major Int8 format", "Half", ...); TensorRT 11 splits it into
+    "Format" and "DataType", and both are read. Layers are only described in full when the engine was
+    built with DETAILED profiling verbosity. With `expected` "fp16"/"int8", compute layers left in FP32
+    are listed in a warning."""
+    raw = inspector_json.get("Layers", []) if isinstance(inspector_json, dict) else []
+    per_layer, counts, detailed = [], {}, True
+    for layer in raw:
+        if not isinstance(layer, dict):  # layer names only: built without DETAILED verbosity
+            detailed = False
+            per_layer.append({"name": str(layer), "type": "?", "precision": "unknown"})
+        else:
+            per_layer.append({"name": str(layer.get("Name", "?")), "type": str(layer.get("LayerType", "?")),
+                              "precision": _layer_precision(layer)})
+        counts[per_layer[-1]["precision"]] = counts.get(per_layer[-1]["precision"], 0) + 1
+    warnings = []
+    if raw and not detailed:
+        warnings.append("layer precisions unknown: the engine was built without DETAILED profiling verbosity")
+    compute = [p for p in per_layer if p["type"].lower() not in _BOOKKEEPING and p["precision"] in _RANK]
+    fp32 = [p["name"] for p in compute if p["precision"] == "fp32"]
+    if expected in ("fp16", "int8") and fp32:
+        shown = ", ".join(fp32[:5]) + (f" (+{len(fp32) - 5} more)" if len(fp32) > 5 else "")
+        warnings.append(
+            f"{len(fp32)} of {len(compute)} compute layers fell back to FP32 in this {expected.upper()} engine: "
+            f"{shown}. TensorRT found no {expected.upper()} kernel for them (or the graph keeps them in FP32); "
+            "check accuracy and speed with `reid-export bench`; the sidecar lists every layer"
+        )
+    return {"layers": len(per_layer), "counts": counts, "compute_layers": len(compute), "fp32_compute_layers": fp32,
+            "expected": expected, "detailed": detailed, "warnings": warnings, "per_layer": per_layer}
+
+
+# -- private helpers -------------------------------------------------------------------------
+def _layer_precision(layer: dict) -> str:
+    def of(tensors) -> list[str]:
+        found = []
+        for t in tensors if isinstance(tensors, list) else []:
+            if isinstance(t, dict):
+                text = " ".join(str(t.get(k, "")) for k in ("DataType", "Datatype", "Format/Datatype", "Format"))
+                found.append(_precision_of(text))
+        return [p for p in found if p != "unknown"]
+
+    found = of(layer.get("Inputs")) or of(layer.get("Outputs"))
+    floats = [p for p in found if p in _RANK]
+    if floats:
+        return min(floats, key=_RANK.__getitem__)
+    return found[0] if found else "unknown"
+
+
+def _precision_of(text: str) -> str:
+    text = text.lower()
+    for name, pattern in _PRECISION_PATTERNS:
+        if re.search(pattern, text):
+            return name
+    return "unknown"

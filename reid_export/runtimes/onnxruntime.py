@@ -11,13 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artefacts.onnx_metadata import INPUT_NAME, read_onnx_info
 from ..errors import RuntimeUnavailable
+from ..files import ENGINES_DIR
 from .base import Runtime
 
 __all__ = ["OnnxRuntime", "TRT_CACHE_DIR"]
 
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
-TRT_CACHE_DIR = Path("engines") / "ort-trt-cache"
+TRT_CACHE_DIR = ENGINES_DIR / "ort-trt-cache"
 
 
 class OnnxRuntime(Runtime):
@@ -36,7 +38,6 @@ class OnnxRuntime(Runtime):
             import onnxruntime as ort
         except ImportError as e:
             raise RuntimeUnavailable("onnxruntime is not installed: pip install onnxruntime (or onnxruntime-gpu)") from e
-        from ..export.onnx import INPUT_NAME, PRECISION_KEY, contract_from_metadata, read_metadata
 
         kind = self.device.split(":")[0]
         if kind not in _PROVIDERS:
@@ -47,9 +48,8 @@ class OnnxRuntime(Runtime):
                 f"onnxruntime: {wanted} is not available in this build (available: {', '.join(ort.get_available_providers())}); "
                 "install onnxruntime-gpu with a matching CUDA, or use device cpu"
             )
-        meta = read_metadata(self.artefact)
-        self.contract = contract_from_metadata(meta, source=str(self.artefact))
-        self.precision = meta.get(PRECISION_KEY, "fp32")
+        self.info = read_onnx_info(self.artefact)  # parsed once: contract, precision, opset
+        self.contract, self.precision = self.info.contract, self.info.precision
         if kind != "cpu":
             _require_cuda_device(wanted)
         options = ort.SessionOptions()

@@ -1,11 +1,14 @@
 """PyTorch eager runtime, on CPU or CUDA (optionally FP16 + channels_last), from a checkpoint, a backbone
-.pth or a ReidNet in memory."""
+.pth or a ReidNet in memory. (The registry imports this module only when a torch runtime is asked for.)"""
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
+from ..checkpoint import load_model
 from ..errors import RuntimeUnavailable
+from ..model import ReidNet, attribute_probabilities
 from .base import Runtime
 
 __all__ = ["TorchRuntime"]
@@ -21,11 +24,6 @@ class TorchRuntime(Runtime):
         self._model = None
 
     def _activate_impl(self) -> None:
-        import torch
-
-        from ..checkpoint import load_model
-        from ..model import ReidNet
-
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise RuntimeUnavailable("torch: no CUDA device (torch.cuda.is_available() is False); use device cpu")
         if self.half and not self.device.startswith("cuda"):
@@ -75,10 +73,6 @@ class TorchRuntime(Runtime):
         return x
 
     def _forward(self, x) -> dict:
-        import torch
-
-        from ..model import attribute_probabilities
-
         with torch.inference_mode():
             raw = self._model.embed(x)
             emb = raw.float()

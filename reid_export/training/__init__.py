@@ -10,17 +10,17 @@
 
 from .config import TrainConfig, available_recipes, load_recipe, recipe_dir
 from .dataset import ReidDataset
-from .evaluation import evaluate, extract_embeddings, extract_outputs, print_summary, summary_tables
+from .evaluation import evaluate, extract_outputs, model_embeddings, print_summary, summary_tables
 from .layouts import TrainingData, detect_layout, load_training_data, resolve_attributes
-from .losses import CenterLoss, ReidLoss, attribute_loss, batch_hard_triplet_loss, label_smoothing_cross_entropy
 from .loop import TrainResult, train, train_one_epoch, train_step
+from .losses import CenterLoss, ReidLoss, attribute_loss, batch_hard_triplet_loss, label_smoothing_cross_entropy
 from .samplers import PKSampler, RandomBatchSampler
 from .transforms import EvalTransform, TrainTransform, eval_transform, train_transform
 
 __all__ = [
     "TrainConfig", "load_recipe", "available_recipes", "recipe_dir",
     "train", "TrainResult", "train_one_epoch", "train_step",
-    "evaluate", "extract_embeddings", "extract_outputs", "summary_tables", "print_summary",
+    "evaluate", "model_embeddings", "extract_outputs", "summary_tables", "print_summary",
     "TrainingData", "detect_layout", "load_training_data", "resolve_attributes",
     "ReidLoss", "CenterLoss", "label_smoothing_cross_entropy", "batch_hard_triplet_loss", "attribute_loss",
     "PKSampler", "RandomBatchSampler", "ReidDataset",

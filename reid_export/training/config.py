@@ -183,10 +183,14 @@ class TrainConfig:
 
 
 def recipe_dir() -> Path:
-    """The repository's `train/` folder, where named recipes live."""
-    import reid_export
+    """Where the named recipes live: the repository's top-level `train/` folder, installed with the package
+    as `reid_export.recipes` (the same files in an editable and in a wheel install)."""
+    from importlib import resources
 
-    return Path(reid_export.__file__).resolve().parents[1] / "train"
+    try:
+        return Path(str(resources.files("reid_export.recipes")))
+    except ModuleNotFoundError:  # a source tree used without installing: the folder next to the package
+        return Path(__file__).resolve().parents[2] / "train"
 
 
 def available_recipes() -> list[str]:

@@ -5,7 +5,7 @@
     print_summary(console, metrics)
 
 Ranking follows the Market-1501 protocol on cosine distances between embeddings. Attribute scores
-(`reid_export.metrics.attribute_metrics`) are over the query and gallery images whose person has
+(`evaluation.attributes.attribute_metrics`) are over the query and gallery images whose person has
 labels (junk and distractors never do): the predicted codes are the exported model's decoding, a
 softmax argmax for age, sigmoid >= 0.5 for the yes/no attributes and the argmax colour per body half.
 """
@@ -17,7 +17,12 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["RANK_KEYS", "extract_outputs", "extract_embeddings", "evaluate", "summary_tables",
+from ..evaluation.attributes import attribute_scores
+from ..evaluation.embeddings import evaluate_embeddings
+from ..model import attribute_probabilities
+from ..progress import progress_bar
+
+__all__ = ["RANK_KEYS", "extract_outputs", "model_embeddings", "evaluate", "summary_tables",
            "print_summary"]
 
 RANK_KEYS = ("rank1", "rank5", "rank10", "mAP", "mINP")
@@ -28,8 +33,6 @@ def extract_outputs(model, data_loader, device, *, channels_last: bool = False, 
     """Eval-mode outputs of every image: {"embedding": float32 (N, dim), "attributes": float32 (N, 30) logits
     (attribute models only), "pids": (N,), "camids": (N,)}."""
     from rich import get_console
-
-    from ..progress import progress_bar
 
     model.eval()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -47,7 +50,7 @@ def extract_outputs(model, data_loader, device, *, channels_last: bool = False, 
     return {key: torch.cat(values).numpy() for key, values in outputs.items() if values}
 
 
-def extract_embeddings(model, data_loader, device, *, progress: bool = False):
+def model_embeddings(model, data_loader, device, *, progress: bool = False):
     """Eval-mode embeddings of every image: (float32 array (N, dim), labels (N,), camids (N,))."""
     out = extract_outputs(model, data_loader, device, progress=progress)
     return out["embedding"], out["pids"], out["camids"]
@@ -59,9 +62,6 @@ def evaluate(model, query_loader, gallery_loader, device, *, attribute_codes: di
 
     With `attribute_codes` ({pid: 27 codes}) and an attribute model, also `attr_mean_accuracy` (the
     official 12 columns), `attr_mA` and `attr_per_attribute` ({name: {"accuracy", "mA", "f1"}})."""
-    from ..metrics import attribute_scores
-    from ..model import attribute_probabilities
-    from ..ranking import evaluate_embeddings
 
     q = extract_outputs(model, query_loader, device, channels_last=channels_last, progress=progress)
     g = extract_outputs(model, gallery_loader, device, channels_last=channels_last, progress=progress)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.attributes import ATTRIBUTE_FILE, NUM_TARGETS, encode_targets, load_market_attributes
+from ..data.attributes import ATTRIBUTE_FILE, NUM_TARGETS, encode_targets, load_market_attributes, test_split_labels
 from ..data.course import ANNOTATIONS_FILE, COURSE_FOLDERS, course_validation_split, load_course
 from ..data.market1501 import SPLIT_FOLDERS, Sample, load_market1501, verify_images
 from ..errors import DataError
@@ -159,7 +159,7 @@ def _read_market_attributes(data: TrainingData) -> None:
     labels = load_market_attributes(data.attribute_file)
     train_pids = set(data.train_pids)
     data.attributes = {pid: codes for pid, codes in labels["train"].items() if pid in train_pids}
-    data.eval_attributes = {pid: codes for pid, codes in labels["test"].items() if pid > 0} or None
+    data.eval_attributes = test_split_labels(data.root)
 
 
 def _no_labels_message(data: TrainingData) -> str:

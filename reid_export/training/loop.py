@@ -33,13 +33,13 @@ from ..model import build_model
 from .config import TrainConfig
 from .dataset import ReidDataset
 from .distributed import DistributedBatchSampler, all_reduce_mean, process_group, unwrap, wrap_model
-from .evaluation import evaluate, extract_embeddings, print_summary
+from .evaluation import evaluate, model_embeddings, print_summary
 from .layouts import TrainingData, load_training_data, resolve_attributes
 from .losses import ReidLoss
 from .samplers import PKSampler, RandomBatchSampler
 from .transforms import eval_transform, train_transform
 
-__all__ = ["TrainResult", "train", "train_one_epoch", "train_step", "evaluate", "extract_embeddings"]
+__all__ = ["TrainResult", "train", "train_one_epoch", "train_step", "evaluate", "model_embeddings"]
 
 
 @dataclass

@@ -3,15 +3,15 @@
 import numpy as np
 import onnx
 import pytest
+from tiny_models import make_tiny_model
 
 from reid_export.bench import BenchSettings, ModelSpec, run_bench
 from reid_export.checkpoint import save_checkpoint
 from reid_export.errors import ExportError
-from reid_export.export.onnx import check_parity, export_onnx
-from reid_export.export.quantize import convert_fp16
+from reid_export.export.onnx import export_onnx
+from reid_export.export.precision import convert_fp16
+from reid_export.export.verify import check_parity
 from reid_export.runtimes import make_runtime
-
-from tiny_models import make_tiny_model
 
 X = np.random.default_rng(0).standard_normal((4, 3, 64, 32), dtype=np.float32)
 

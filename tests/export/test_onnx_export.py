@@ -1,13 +1,14 @@
 import numpy as np
 import onnx
 import pytest
-
-from reid_export.contract import METADATA_KEY, Preprocess
-from reid_export.errors import ExportError
-from reid_export.export.onnx import check_parity, export_onnx, read_contract, read_metadata
-from reid_export.runtimes import make_runtime
-
 from tiny_models import TINY, make_tiny_model
+
+from reid_export.artefacts.onnx_metadata import read_contract, read_metadata
+from reid_export.contract import METADATA_KEY
+from reid_export.errors import ExportError
+from reid_export.export.onnx import export_onnx
+from reid_export.export.verify import check_parity
+from reid_export.runtimes import make_runtime
 
 
 def test_export_passes_the_checker_with_dynamic_batch_and_opset(tiny_onnx):

@@ -8,15 +8,19 @@ import sys
 
 import numpy as np
 import pytest
-
 from tensorrt_marks import needs_tensorrt, no_tensorrt  # noqa: F401  (no_tensorrt is a fixture)
-
-from reid_export.errors import ExportError, ReidExportError, RuntimeUnavailable
-from reid_export.export.tensorrt import (SIDECAR_VERSION, BuildSettings, build_engine, check_compatible,
-                                         layer_precision_summary, new_sidecar, parse_size, read_sidecar,
-                                         sidecar_path, trt_command, write_sidecar)
-
 from tiny_models import TINY
+
+from reid_export.artefacts.tensorrt_sidecar import (
+    SIDECAR_VERSION,
+    check_compatible,
+    new_sidecar,
+    read_sidecar,
+    sidecar_path,
+    write_sidecar,
+)
+from reid_export.errors import ExportError, ReidExportError, RuntimeUnavailable
+from reid_export.export.tensorrt import BuildSettings, build_engine, layer_precision_summary, parse_size, trt_command
 
 
 @pytest.fixture
@@ -277,8 +281,7 @@ def test_build_without_tensorrt_says_how_to_install_it(tmp_path, tiny_onnx, no_t
 def test_asymmetric_int8_graphs_are_refused_before_building(tmp_path, tiny_onnx, no_tensorrt):
     import onnx
 
-    from reid_export.export.onnx import PRECISION_KEY, read_metadata, set_metadata
-    from reid_export.export.quantize import CALIBRATION_KEY
+    from reid_export.artefacts.onnx_metadata import CALIBRATION_KEY, PRECISION_KEY, read_metadata, set_metadata
 
     proto = onnx.load(str(tiny_onnx))  # metadata says what quantize_int8 would record for uint8 activations
     set_metadata(proto, read_metadata(tiny_onnx) | {PRECISION_KEY: "int8",

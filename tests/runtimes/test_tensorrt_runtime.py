@@ -4,11 +4,11 @@ import json
 
 import numpy as np
 import pytest
-
 from tensorrt_marks import needs_tensorrt, no_tensorrt  # noqa: F401  (no_tensorrt is a fixture)
 
+from reid_export.artefacts.tensorrt_sidecar import sidecar_path
 from reid_export.errors import ReidExportError, RuntimeUnavailable
-from reid_export.export.tensorrt import BuildSettings, build_engine, sidecar_path
+from reid_export.export.tensorrt import BuildSettings, build_engine
 from reid_export.runtimes import RUNTIMES, default_runtime_for, make_runtime, parse_model_spec
 from reid_export.runtimes.tensorrt import TensorRTRuntime
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from market_files import write_market
+
 from reid_export.training import TrainConfig
 
 

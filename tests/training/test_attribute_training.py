@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from reid_export.checkpoint import load_checkpoint, load_model
 from reid_export.data.attributes import ATTRIBUTE_FILE, ATTRIBUTE_NAMES, encode_targets, load_market_attributes
@@ -17,8 +18,6 @@ from reid_export.data.market1501 import Sample
 from reid_export.errors import DataError, ReidExportError
 from reid_export.training import ReidDataset, ReidLoss, TrainConfig, TrainingData, attribute_loss, train
 from reid_export.training.transforms import eval_transform
-
-from PIL import Image
 
 
 def _direct_attribute_loss(logits: torch.Tensor, targets: torch.Tensor, mask: list[bool]) -> float:

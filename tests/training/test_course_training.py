@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from course_layout import write_course
 
 from reid_export.checkpoint import load_checkpoint, load_model
 from reid_export.errors import DataError
 from reid_export.training import TrainConfig, detect_layout, load_training_data, train
-
-from course_layout import write_course
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,17 @@ import torch
 
 from reid_export.errors import DataError, ReidExportError, RuntimeUnavailable
 from reid_export.training import PKSampler, RandomBatchSampler
-from reid_export.training.distributed import (DistEnv, DistributedBatchSampler, all_reduce_mean, barrier, cleanup,
-                                              init_distributed, process_group, unwrap, wrap_model)
+from reid_export.training.distributed import (
+    DistEnv,
+    DistributedBatchSampler,
+    all_reduce_mean,
+    barrier,
+    cleanup,
+    init_distributed,
+    process_group,
+    unwrap,
+    wrap_model,
+)
 
 # 12 identities with 3..8 images each
 LABELS = [label for label in range(12) for _ in range(3 + label % 6)]

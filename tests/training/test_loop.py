@@ -6,13 +6,11 @@ from dataclasses import replace
 
 import pytest
 import torch
+from market_files import write_market
 
 from reid_export.checkpoint import load_checkpoint, load_model
 from reid_export.errors import CheckpointError, DataError, ReidExportError
-from reid_export.training import TrainConfig, TrainResult, train
-from reid_export.training import loop
-
-from market_files import write_market
+from reid_export.training import TrainConfig, TrainResult, loop, train
 
 
 def test_training_writes_a_loadable_checkpoint_with_metrics_and_recipe(tiny_config):

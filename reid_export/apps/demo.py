@@ -1,0 +1,77 @@
+"""The demo: synthetic Market-1501 -> quick training -> ONNX export -> bench (torch vs ONNX Runtime).
+
+Every stage is one library call; the demo only times them and puts their outputs in one folder.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..bench.report import write_report
+from ..bench.run import BenchSettings, ModelSpec, run_bench
+from ..checkpoint import load_model
+from ..data.synthetic import generate_market1501
+from ..errors import ExportError, ReidExportError
+from ..export.onnx import export_onnx
+from ..export.verify import verify_export
+from ..training import load_recipe, train
+from .visualize import visualize_rankings
+
+__all__ = ["run_demo"]
+
+
+def run_demo(out_dir: str | Path, *, train_ids: int = 150, test_ids: int = 100, seed: int = 0,
+             overrides: dict | None = None, batch_sizes: tuple[int, ...] = (1, 8, 32), progress: bool = True,
+             log=print) -> dict:
+    """Run the whole path in `out_dir` (must not exist yet, or be empty); returns the bench report
+    with `stages_seconds` added. Files: data/, model.pt, model.onnx, report.json, report.md, the two
+    plots, and rankings/ (ranked-list pictures of a few queries)."""
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise ReidExportError(f"{out} is not empty; the demo writes a fresh folder: pass another --out or delete it")
+    data, ckpt, onnx_path = out / "data", out / "model.pt", out / "model.onnx"
+    stages: dict[str, float] = {}
+
+    def stage(name: str):
+        log(f"[demo] {name} ...")
+        stages[name] = time.perf_counter()
+
+    def done(name: str) -> None:
+        stages[name] = round(time.perf_counter() - stages[name], 1)
+        log(f"[demo] {name} done in {stages[name]:.1f} s")
+
+    stage("synth")
+    generate_market1501(data, train_ids=train_ids, test_ids=test_ids, seed=seed, progress=progress)
+    done("synth")
+
+    stage("train")
+    config = load_recipe("quick", {"data": str(data), "out": str(ckpt), "seed": seed, **(overrides or {})})
+    train(config, quiet=not progress)
+    done("train")
+
+    stage("export")
+    model = load_model(ckpt)
+    export_onnx(model, onnx_path)
+    parity = verify_export(model, onnx_path, precision="fp32", data=data, seed=seed, keep_failed=True)
+    log(f"[demo] ONNX {parity.summary()}")
+    if not parity.passed:
+        raise ExportError(f"demo stopped: {parity.failure()}")
+    done("export")
+
+    stage("bench")
+    specs = [ModelSpec("torch", ckpt), ModelSpec("onnxruntime", onnx_path)]
+    report = run_bench(data, specs, BenchSettings(batch_sizes=batch_sizes, progress=progress), log=log)
+    done("bench")
+
+    stage("visualize")
+    pictures = visualize_rankings(data, f"onnxruntime={onnx_path}", out / "rankings", num_queries=4, top_k=10,
+                                  seed=seed, progress=progress)
+    done("visualize")
+
+    report["stages_seconds"] = stages
+    report["parity"] = {"cosine_min": parity.cosine_min, "cosine_mean": parity.cosine_mean,
+                        "max_abs_diff": parity.max_abs_diff, "threshold": parity.threshold}
+    report["pictures"] = [str(p) for p in pictures]
+    write_report(report, out)
+    return report

@@ -1,0 +1,112 @@
+"""What an exported ONNX file says about itself: tensor names, the preprocessing contract, the model,
+its precision and calibration, all in `metadata_props`.
+
+`export` writes these and every runtime reads them back, so this module imports neither side.
+`read_onnx_info` parses a file once (without its weights) and returns everything a caller needs:
+contract, precision, opset, metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..contract import METADATA_KEY, Preprocess
+from ..errors import ExportError
+
+__all__ = ["INPUT_NAME", "EMBEDDING_NAME", "ATTRIBUTES_NAME", "METADATA_KEY", "MODEL_KEY", "PRECISION_KEY",
+           "VERSION_KEY", "CALIBRATION_KEY", "OnnxInfo", "read_onnx_info", "read_metadata", "read_contract",
+           "contract_from_metadata", "set_metadata", "opset_of"]
+
+INPUT_NAME = "input"
+EMBEDDING_NAME = "embedding"
+ATTRIBUTES_NAME = "attributes"
+MODEL_KEY = "reid_export.model"  # JSON: arch, embedding_dim, ... (what ReidNet was built with)
+PRECISION_KEY = "reid_export.precision"  # fp32 | fp16 | int8
+VERSION_KEY = "reid_export.version"  # the reid-export that wrote the file
+CALIBRATION_KEY = "reid_export.calibration"  # JSON, INT8 only: method, images, activations, data source
+
+
+@dataclass(frozen=True)
+class OnnxInfo:
+    path: Path
+    contract: Preprocess  # the preprocessing contract in the metadata
+    precision: str  # fp32 | fp16 | int8
+    opset: int | None  # the default-domain opset the graph really declares
+    metadata: dict[str, str] = field(default_factory=dict)  # every metadata_props entry
+    model: dict = field(default_factory=dict)  # MODEL_KEY, parsed
+    calibration: dict = field(default_factory=dict)  # CALIBRATION_KEY, parsed ({} unless INT8)
+    input_shape: tuple = ()  # the graph input's dims as declared (symbolic batch as a string)
+
+
+def read_onnx_info(path: str | Path) -> OnnxInfo:
+    """Parse `path` once (no external weights) into an `OnnxInfo`; clear errors for a missing, unreadable
+    or foreign file."""
+    proto = _load(path)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    dims = ()
+    if proto.graph.input:
+        shape = proto.graph.input[0].type.tensor_type.shape
+        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in shape.dim)
+    return OnnxInfo(path=Path(path), contract=contract_from_metadata(meta, source=str(path)),
+                    precision=meta.get(PRECISION_KEY, "fp32"), opset=opset_of(proto), metadata=meta,
+                    model=_json(meta.get(MODEL_KEY), path, MODEL_KEY),
+                    calibration=_json(meta.get(CALIBRATION_KEY), path, CALIBRATION_KEY), input_shape=dims)
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata_props of an ONNX file as a dict, without loading the weights."""
+    return {p.key: p.value for p in _load(path).metadata_props}
+
+
+def read_contract(path: str | Path) -> Preprocess:
+    """The preprocessing contract stored in an ONNX file by `export.onnx.export_onnx`."""
+    return contract_from_metadata(read_metadata(path), source=str(path))
+
+
+def contract_from_metadata(meta: dict[str, str], *, source: str) -> Preprocess:
+    """The contract in metadata already read with `read_metadata` (so the file is parsed once)."""
+    if METADATA_KEY not in meta:
+        raise ExportError(
+            f"{source}: has no '{METADATA_KEY}' metadata, so its input size and normalisation are unknown; "
+            "export it with `reid-export onnx` (which records them)"
+        )
+    return Preprocess.from_json(meta[METADATA_KEY], source=source)
+
+
+def set_metadata(proto, meta: dict[str, str]) -> None:
+    """Set (replace) string entries in an ONNX ModelProto's metadata_props."""
+    keep = [p for p in proto.metadata_props if p.key not in meta]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(keep)
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def opset_of(proto) -> int | None:
+    """The default-domain (ai.onnx) opset a ModelProto declares."""
+    return max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None)
+
+
+def _load(path: str | Path):
+    import onnx  # lazy: `import reid_export` stays light
+
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"{path}: no such ONNX file; export one with `reid-export onnx CKPT -o {path}`")
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as e:
+        raise ExportError(f"{path}: not a readable ONNX file ({e}); re-export it with `reid-export onnx`") from e
+
+
+def _json(text: str | None, path, key: str) -> dict:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise ExportError(f"{path}: metadata '{key}' is not valid JSON ({e}); re-export the file") from e
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,66 @@
+"""The bench plots: throughput vs batch size, and accuracy vs throughput (one point per row)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..files import atomic_path
+
+__all__ = ["write_plots", "row_label"]
+
+
+def write_plots(report: dict, out_dir: str | Path) -> dict[str, Path]:
+    """throughput.png (images/s vs batch size per runtime) and accuracy_vs_throughput.png (mAP vs images/s
+    at the largest measured batch, one point per runtime x precision). Rows that did not run are left out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    rows = [r for r in report["rows"] if r["status"] == "ok" and r.get("throughput")]
+    if not rows:
+        return {}
+    written = {}
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for row in rows:
+        points = sorted((int(bs), t["images_per_sec"]) for bs, t in row["throughput"].items() if "error" not in t)
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=row_label(row))
+    ax.set_xscale("log", base=2)
+    sizes = sorted({int(bs) for row in rows for bs in row["throughput"]})
+    ax.set_xticks(sizes, [str(b) for b in sizes])
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("images/s (model only, median)")
+    ax.set_title("Throughput vs batch size")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    written["Throughput vs batch size"] = _save(fig, out_dir / "throughput.png")
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for row in rows:
+        ok = {int(bs): t for bs, t in row["throughput"].items() if "error" not in t}
+        bs = max(ok)
+        ax.scatter(ok[bs]["images_per_sec"], row["mAP"], s=50)
+        ax.annotate(f"{row_label(row)} @{bs}", (ok[bs]["images_per_sec"], row["mAP"]), fontsize=8,
+                    xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel("images/s at the largest batch measured")
+    ax.set_ylabel("mAP (%)")
+    ax.set_title("Accuracy vs throughput")
+    ax.grid(True, alpha=0.3)
+    written["Accuracy vs throughput"] = _save(fig, out_dir / "accuracy_vs_throughput.png")
+    return written
+
+
+def row_label(row: dict) -> str:
+    """How a report row is named in tables and plots: "onnxruntime int8"."""
+    return f"{row['runtime']} {row.get('precision', '')}".strip()
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path

@@ -1,0 +1,205 @@
+"""The benchmark harness: every runtime on the same pixels, speed next to accuracy.
+
+For each model spec (runtime + artefact) one row:
+  status          ok | failed: reason | skipped: reason
+  throughput      per batch size: images_per_sec (median), p50_ms, p99_ms, iqr_ms (model only, pre-decoded
+                  tensors, warmed up, >= 5 timed calls); a batch that runs out of memory ends the sweep
+  accuracy        rank1/5/10, mAP, mINP from this runtime's own query and gallery embeddings
+  agreement       cosine_min / cosine_mean / max_abs_diff of its embeddings against the reference row
+  deltas          delta_rank1 / delta_mAP / delta_mINP (points) against the reference row, the first
+                  PyTorch FP32 row if there is one
+  stages          per-stage ms of the whole path at one batch size, the bounding stage, and end-to-end
+                  images/s serial, with threaded decode, and from a uint8 decode cache
+  attributes      attr_mean_accuracy (official 12 columns) and attr_mA, when the runtime outputs
+                  attributes and the data folder has market_attribute.mat (test-split labels)
+
+A failing runtime becomes a row with its reason; it never stops the sweep.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..data.attributes import test_split_labels
+from ..data.market1501 import load_market1501
+from ..errors import RuntimeUnavailable
+from ..evaluation.agreement import embedding_agreement
+from ..evaluation.attributes import attribute_scores
+from ..evaluation.embeddings import evaluate_embeddings
+from ..images import decode_images
+from ..runtimes import infer_images, make_runtime
+from .report import machine_info
+from .stages import staged_timing
+
+__all__ = ["BenchSettings", "ModelSpec", "run_bench", "check_gates"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    runtime: str  # registry name, e.g. "onnxruntime"
+    path: Path  # the artefact it runs
+
+    @property
+    def label(self) -> str:
+        return f"{self.runtime}:{self.path.name}"
+
+
+@dataclass
+class BenchSettings:
+    batch_sizes: tuple[int, ...] = (1, 8, 32, 128)  # model-only throughput is measured at each
+    warmup_batches: int = 3  # untimed calls before measuring each batch size
+    min_batches: int = 5  # measured calls per batch size, at least ...
+    min_seconds: float = 2.0  # ... and for at least this long
+    max_batches: int = 200  # but never more than this many
+    eval_batch_size: int = 64  # batch size when extracting query/gallery embeddings
+    stages: bool = True  # also time the whole path (read, decode, resize, normalise, copies, inference)
+    stage_batch_size: int = 32  # batch size of the staged end-to-end timing
+    progress: bool = True  # show progress bars
+    extra: dict = field(default_factory=dict)  # free-form notes copied into the report
+
+
+def run_bench(data_root: str | Path, specs: list[ModelSpec], settings: BenchSettings | None = None,
+              log=print) -> dict:
+    """Benchmark every spec on the query/gallery of the Market-1501 folder `data_root`; returns the report dict."""
+    settings = settings or BenchSettings()
+    data = load_market1501(data_root, splits=("query", "gallery"), progress=settings.progress)
+    eval_paths = [s.path for s in data.query] + [s.path for s in data.gallery]
+    ids = {
+        "q_pids": np.array([s.pid for s in data.query]), "q_camids": np.array([s.camid for s in data.query]),
+        "g_pids": np.array([s.pid for s in data.gallery]), "g_camids": np.array([s.camid for s in data.gallery]),
+    }
+    ids["attribute_truth"] = test_split_labels(data.root)
+    decoded: dict[tuple, np.ndarray] = {}  # one decode per input size, shared by every runtime
+    rows, embeddings = [], []
+    for spec in specs:
+        log(f"[bench] {spec.label}")
+        row, emb = _bench_one(spec, settings, eval_paths, decoded, ids)
+        rows.append(row)
+        embeddings.append(emb)
+    _compare_to_reference(rows, embeddings)
+    return {
+        "machine": machine_info(),
+        "data": {"root": str(data.root), "num_query": len(data.query), "num_gallery": len(data.gallery)},
+        "settings": {k: v for k, v in asdict(settings).items() if k != "progress"},
+        "rows": rows,
+    }
+
+
+def check_gates(report: dict, *, max_map_drop: float | None = None, max_rank1_drop: float | None = None) -> list[str]:
+    """Rows whose accuracy fell further below the reference than allowed (points); one message each."""
+    broken = []
+    for row in report["rows"]:
+        if row["status"] != "ok" or row.get("is_reference"):
+            continue
+        for key, limit in (("mAP", max_map_drop), ("rank1", max_rank1_drop)):
+            drop = -row.get(f"delta_{key}", 0.0)
+            if limit is not None and drop > limit:
+                broken.append(f"{row['runtime']} ({row.get('precision')}, {Path(row['model']).name}): "
+                              f"{key} dropped {drop:.2f} points vs {row['reference']} (allowed {limit})")
+    return broken
+
+
+def _compare_to_reference(rows: list[dict], embeddings: list) -> None:
+    """The reference is the first ok PyTorch FP32 row, else the first ok row. Every other ok row gets
+    its cosine agreement with the reference and its accuracy deltas (points)."""
+    ok = [i for i, e in enumerate(embeddings) if e is not None]
+    if not ok:
+        return
+    torch_fp32 = [i for i in ok if rows[i]["runtime"].startswith("torch") and rows[i].get("precision") == "fp32"]
+    ref = (torch_fp32 or ok)[0]
+    label = f"{rows[ref]['runtime']}:{Path(rows[ref]['model']).name}"
+    rows[ref]["is_reference"] = True
+    for i in ok:
+        rows[i]["reference"] = label
+        for key in ("rank1", "mAP", "mINP"):
+            rows[i][f"delta_{key}"] = round(rows[i][key] - rows[ref][key], 3)
+        if embeddings[i].shape == embeddings[ref].shape:
+            rows[i].update(embedding_agreement(embeddings[ref], embeddings[i]))
+
+
+def _bench_one(spec: ModelSpec, settings: BenchSettings, eval_paths, decoded, ids) -> tuple[dict, np.ndarray | None]:
+    row: dict = {"runtime": spec.runtime, "model": str(spec.path), "status": "ok"}
+    runtime = make_runtime(spec.runtime, spec.path)
+    try:
+        with runtime:
+            row.update(provider=runtime.provider, precision=runtime.precision, opset=getattr(getattr(runtime, "info", None), "opset", None))
+            contract = runtime.contract
+            key = (contract.height, contract.width, contract.interpolation)
+            if key not in decoded:
+                decoded[key] = decode_images(eval_paths, contract, progress=settings.progress)
+            images = decoded[key]
+            row["throughput"] = _sweep(runtime, images, settings)
+            if settings.stages:
+                row["stages"] = staged_timing(runtime, eval_paths, batch_size=settings.stage_batch_size)
+            t0 = time.perf_counter()
+            outputs = infer_images(runtime, images, batch_size=settings.eval_batch_size,
+                                   progress=settings.progress)
+            emb = outputs["embedding"]
+            row["extract_seconds"] = round(time.perf_counter() - t0, 3)
+    except RuntimeUnavailable as e:
+        return {**row, "status": f"skipped: {e}"}, None
+    except Exception as e:  # a failing configuration is a row, not the end of the sweep
+        return {**row, "status": f"failed: {type(e).__name__}: {e}"}, None
+    nq = len(ids["q_pids"])
+    metrics = evaluate_embeddings(emb[:nq], emb[nq:], ids["q_pids"], ids["g_pids"], ids["q_camids"], ids["g_camids"],
+                                  metric="cosine")
+    row.update({k: round(float(metrics[k]), 3) for k in ("rank1", "rank5", "rank10", "mAP", "mINP")})
+    row["num_valid_queries"] = int(metrics["num_valid_queries"])
+    if "attributes" in outputs and ids["attribute_truth"]:
+        scores = attribute_scores(outputs["attributes"], np.concatenate([ids["q_pids"], ids["g_pids"]]),
+                                  ids["attribute_truth"])
+        if scores is not None:
+            row.update(attr_mean_accuracy=round(float(scores["mean_accuracy_12"]), 3),
+                       attr_mA=round(float(scores["mA"]), 3), attr_images=int(scores["num_samples"]))
+    return row, emb
+
+
+def _time_batches(runtime, images: np.ndarray, batch_size: int, settings: BenchSettings) -> dict:
+    """Model-only latency of one batch size: pre-normalised input, warm-up, then at least
+    `min_batches` timed calls. `infer` returns host arrays, so each clock read comes after the device
+    finished (a device sync). Reports the median rate and the spread."""
+    batch = runtime.contract.normalize_uint8(images[np.arange(batch_size) % len(images)])
+    for _ in range(settings.warmup_batches):
+        runtime.infer(batch)
+    latencies = []
+    start = time.perf_counter()
+    while len(latencies) < settings.max_batches and (
+            len(latencies) < settings.min_batches or time.perf_counter() - start < settings.min_seconds):
+        t0 = time.perf_counter()
+        runtime.infer(batch)
+        latencies.append(time.perf_counter() - t0)
+    lat = np.array(latencies) * 1e3
+    p25, p50, p75, p99 = np.percentile(lat, [25, 50, 75, 99])
+    return {
+        "images_per_sec": round(batch_size / (p50 / 1e3), 2),
+        "images_per_sec_mean": round(batch_size * len(lat) / (lat.sum() / 1e3), 2),
+        "p50_ms": round(float(p50), 3),
+        "p99_ms": round(float(p99), 3),
+        "iqr_ms": round(float(p75 - p25), 3),
+        "std_ms": round(float(lat.std()), 3),
+        "batches": len(lat),
+    }
+
+
+def _sweep(runtime, images: np.ndarray, settings: BenchSettings) -> dict:
+    """Throughput per batch size, smallest first; a batch that runs out of memory is recorded with its
+    error and ends the sweep (larger ones would not fit either)."""
+    results = {}
+    for bs in sorted(settings.batch_sizes):
+        try:
+            results[str(bs)] = _time_batches(runtime, images, bs, settings)
+        except Exception as e:  # torch.cuda.OutOfMemoryError, MemoryError, ORT allocation failures
+            if not _is_out_of_memory(e):
+                raise
+            results[str(bs)] = {"error": f"out of memory at batch {bs}: {str(e).splitlines()[0][:200]}"}
+            break
+    return results
+
+
+def _is_out_of_memory(error: Exception) -> bool:
+    text = f"{type(error).__name__} {error}".lower()
+    return isinstance(error, MemoryError) or "out of memory" in text or "outofmemory" in text or "bad_alloc" in text
