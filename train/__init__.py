@@ -1,0 +1,1 @@
+"""Training recipes (TOML, one per file), installed with the package as `reid_export.recipes`."""
