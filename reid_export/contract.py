@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .decode import open_rgb
 from .errors import ReidExportError
 
 __all__ = ["Preprocess", "METADATA_KEY", "IMAGENET_MEAN", "IMAGENET_STD"]
@@ -111,12 +112,9 @@ class Preprocess:
         x /= np.asarray(self.std, dtype=np.float32)
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
-    def decode(self, path: str | Path) -> np.ndarray:
-        """Read an image file, convert to RGB and resize: (height, width, 3) uint8."""
-        from PIL import Image
-
-        with Image.open(path) as im:
-            return np.asarray(self.resize(im.convert("RGB")), dtype=np.uint8)
+    def decode(self, path) -> np.ndarray:
+        """Read an image file (path or file object), convert to RGB and resize: (height, width, 3) uint8."""
+        return np.asarray(self.resize(open_rgb(path)), dtype=np.uint8)  # EXIF, 16-bit, palette, ...: decode.py
 
     def load(self, path: str | Path) -> np.ndarray:
         """Read an image file and apply the contract: (3, H, W) float32."""

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..data.attributes import LOWER_COLOURS, UPPER_COLOURS, decode_probabilities, test_split_labels
 from ..data.market1501 import Sample, load_market1501
+from ..decode import open_rgb
 from ..errors import ReidExportError
 from ..evaluation.distances import pairwise_distance
 from ..evaluation.protocol import JUNK_PID, match_status
@@ -372,8 +373,7 @@ def _draw_tile(image, draw, layout: Layout, position: int, path: Path, colour: C
     x, y = layout.tile_x(position), layout.tiles_y
     w, h = layout.tile_size
     draw.rectangle([x, y, x + w - 1, y + h - 1], fill=colour)
-    with Image.open(path) as im:
-        crop = im.convert("RGB").resize((layout.crop_width, layout.crop_height), Image.Resampling.BILINEAR)
+    crop = open_rgb(path).resize((layout.crop_width, layout.crop_height), Image.Resampling.BILINEAR)
     upscaled = (layout.crop_width * layout.scale, layout.crop_height * layout.scale)
     crop = crop.resize(upscaled, Image.Resampling.BICUBIC)
     if faded:  # junk: grey and washed out, still recognisable

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..decode import open_rgb
 from ..runtimes.base import Runtime
 
 __all__ = ["STAGES", "staged_timing"]
@@ -37,8 +38,7 @@ def staged_timing(runtime: Runtime, paths: list[Path], *, batch_size: int = 32, 
     groups = [chosen[i * batch_size:(i + 1) * batch_size] for i in range(batches + 1)]
 
     def decode_one(data: bytes) -> Image.Image:
-        im = Image.open(io.BytesIO(data))
-        return im.convert("RGB")
+        return open_rgb(io.BytesIO(data))  # the one decode (EXIF, 16-bit, palette), as Preprocess.decode
 
     per_stage: dict[str, list[float]] = {s: [] for s in STAGES}
     serial, threaded, cached = [], [], []

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..decode import open_rgb
 from ..errors import DataError
 
 __all__ = [
@@ -341,11 +342,10 @@ def _verify(paths: list[Path], *, progress: bool) -> None:
 
 
 def _decode_error(path: Path) -> str | None:
-    from PIL import Image
-
     try:
-        with Image.open(path) as image:
-            image.load()  # full decode; raises on truncated data
+        open_rgb(path)  # the one decode: full decode, pixel format and size checks
+    except DataError as error:
+        return str(error).removeprefix(f"{path}: ")
     except Exception as error:  # any failure means the file is unusable; report, don't crash
         return f"{type(error).__name__}: {error}"
     return None

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..data.market1501 import Sample
+from ..decode import open_rgb
 from ..errors import DataError
 
 __all__ = ["ReidDataset"]
@@ -56,11 +57,8 @@ class ReidDataset(Dataset):
         index, draw = key if isinstance(key, tuple) else (key, None)
         generator = torch.Generator().manual_seed(draw) if draw is not None else None
         sample = self.samples[index]
-        from PIL import Image
-
         try:
-            with Image.open(sample.path) as image:
-                x = self.transform(image, generator)
+            x = self.transform(open_rgb(sample.path), generator)  # the one decode: EXIF, 16-bit, palette
         except OSError as e:
             raise DataError(f"cannot read training image {sample.path} ({e}); delete it or re-extract "
                             "the data set") from e
