@@ -42,13 +42,19 @@ OldOutput = Annotated[Optional[Path], typer.Option("--output", hidden=True, help
 
 @app.command()
 def synth(
-    out_dir: Annotated[Path, typer.Argument(help="Folder to create (must not hold a data set already).")],
+    out_dir: Annotated[Optional[Path], typer.Argument(help="Folder to create (must not hold a data set already); or -o/--out.")] = None,
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Folder to create (same as the argument).")] = None,
     train_ids: Annotated[int, typer.Option(help="Training identities.")] = 150,
     test_ids: Annotated[int, typer.Option(help="Test identities (query + gallery).")] = 100,
     seed: Annotated[int, typer.Option(help="Same seed, same images.")] = 0,
     quiet: Quiet = False,
 ) -> None:
     """Write a synthetic data set in the official Market-1501 layout and file naming."""
+    if out_dir is not None and out is not None and out_dir != out:
+        raise ReidExportError(f"two output folders given ({out_dir} and -o {out}); give one")
+    out_dir = out_dir or out
+    if out_dir is None:
+        raise ReidExportError("missing the folder to write: reid-export synth DIR (or -o DIR)")
     s = generate_market1501(out_dir, train_ids=train_ids, test_ids=test_ids, seed=seed, progress=not quiet)
     typer.echo(f"wrote {s.total_images} images to {s.out_dir} in {s.seconds:.1f} s ({s.images_per_sec:.0f} images/s)")
 

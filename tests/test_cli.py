@@ -105,6 +105,37 @@ def test_help_works_and_lists_every_command():
         assert command in r.stdout
 
 
+def test_help_lists_the_commands_in_data_flow_order():
+    r = run_cli("--help")
+    assert r.returncode == 0
+    flow = ["synth", "train", "onnx", "trt", "bench", "visualize", "predict", "demo"]
+    lines = [line.strip("│ ").split(" ")[0] for line in r.stdout.splitlines()]
+    listed = [name for name in lines if name in flow]
+    assert listed == flow, listed
+
+
+@pytest.mark.parametrize("command", ["synth", "train", "onnx", "trt", "bench", "visualize", "predict", "demo"])
+def test_every_command_that_writes_takes_o_and_out(command):
+    r = run_cli(command, "--help")
+    assert r.returncode == 0
+    assert "--out" in r.stdout and "-o" in r.stdout
+
+
+def test_the_old_output_spelling_still_works_with_a_notice(workdir, checkpoint):
+    out = workdir / "old-spelling.onnx"
+    r = run_cli("onnx", checkpoint, "--output", out, "-q")
+    assert r.returncode == 0, r.stderr
+    assert out.exists() and "--output is now -o/--out" in r.stderr
+
+
+def test_synth_takes_o_as_well_as_the_argument(tmp_path):
+    r = run_cli("synth", "-o", tmp_path / "s", "--train-ids", 2, "--test-ids", 2, "-q")
+    assert r.returncode == 0, r.stderr
+    assert any((tmp_path / "s" / "query").glob("*.jpg"))
+    r = run_cli("synth", tmp_path / "a", "-o", tmp_path / "b", "-q")
+    assert r.returncode == 2 and "give one" in r.stderr
+
+
 def test_set_values_are_read_like_recipe_values():
     from reid_export.cli import _parse_sets
 
