@@ -45,3 +45,69 @@ def test_batch_normalisation_matches_single_images():
     batch = c.normalize_uint8(images)
     for i in range(5):
         np.testing.assert_allclose(batch[i], c.uint8_to_array(images[i]), rtol=1e-6)
+
+
+def _gradient(height: int, width: int) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def test_contracts_written_before_resize_method_read_back_as_pillow_bilinear_stretched():
+    old = {"height": 16, "width": 8, "color": "RGB", "scale": 1 / 255, "mean": [0.485, 0.456, 0.406],
+           "std": [0.229, 0.224, 0.225], "layout": "NCHW", "interpolation": "bilinear", "l2_normalized": True,
+           "version": 1}
+    c = Preprocess.from_dict(old)
+    assert (c.resize_method, c.aspect, c.interpolation) == ("pil-bilinear-antialias", "stretch", "bilinear")
+    assert c == Preprocess(height=16, width=8)
+    image = Image.fromarray(_gradient(43, 22))  # 2.7x the input, as detector crops are
+    expected = np.asarray(image.resize((8, 16), Image.Resampling.BILINEAR))
+    np.testing.assert_array_equal(np.asarray(c.resize(image)), expected)
+    assert Preprocess.from_dict(old | {"interpolation": "bicubic"}).resize_method == "pil-bicubic-antialias"
+
+
+def test_new_fields_round_trip_and_are_written_explicitly():
+    c = Preprocess(height=16, width=8, resize_method="cv2-area", aspect="keep-and-pad")
+    d = c.to_dict()
+    assert d["resize_method"] == "cv2-area" and d["aspect"] == "keep-and-pad" and d["interpolation"] == "area"
+    assert Preprocess.from_json(c.to_json()) == c
+
+
+@pytest.mark.parametrize("bad", [{"resize_method": "cv2-lanczos"}, {"aspect": "crop"},
+                                 {"resize_method": "cv2-area", "interpolation": "bilinear"},
+                                 {"interpolation": "area"}])
+def test_unknown_or_contradicting_resize_settings_are_refused(bad):
+    with pytest.raises(ReidExportError):
+        Preprocess(**bad)
+
+
+def test_cv2_linear_is_opencvs_resize_and_differs_from_pillows_when_shrinking():
+    cv2 = pytest.importorskip("cv2", reason="opencv-python-headless is not installed")
+    pixels = _gradient(43, 22)
+    c = Preprocess(height=16, width=8, resize_method="cv2-linear")
+    got = c.resize(pixels)
+    np.testing.assert_array_equal(got, cv2.resize(pixels, (8, 16), interpolation=cv2.INTER_LINEAR))
+    pil = Preprocess(height=16, width=8).resize(pixels)  # arrays in, arrays out
+    assert got.shape == pil.shape == (16, 8, 3) and np.abs(got.astype(int) - pil).max() > 10
+    assert np.asarray(c.resize(Image.fromarray(pixels))).tolist() == got.tolist()  # PIL in, same pixels
+
+
+def test_keep_and_pad_fits_the_crop_and_pads_right_and_bottom_black():
+    tall = np.full((40, 10, 3), 200, dtype=np.uint8)  # 4:1, the input is 2:1
+    c = Preprocess(height=16, width=8, aspect="keep-and-pad")
+    out = c.resize(tall)
+    assert out.shape == (16, 8, 3)
+    assert (out[:, :4] == 200).all() and (out[:, 4:] == 0).all()
+    wide = np.full((10, 20, 3), 90, dtype=np.uint8)
+    out = np.asarray(c.resize(Image.fromarray(wide)))
+    assert (out[:4] == 90).all() and (out[4:] == 0).all()
+    stretched = Preprocess(height=16, width=8).resize(tall)
+    assert (stretched == 200).all()
+
+
+def test_decode_honours_the_resize_method(tmp_path):
+    pytest.importorskip("cv2", reason="opencv-python-headless is not installed")
+    path = tmp_path / "crop.png"
+    Image.fromarray(_gradient(43, 22)).save(path)
+    pil, cv = Preprocess(height=16, width=8), Preprocess(height=16, width=8, resize_method="cv2-linear")
+    np.testing.assert_array_equal(cv.decode(path), cv.resize(np.asarray(Image.open(path))))
+    assert not np.array_equal(pil.decode(path), cv.decode(path))

@@ -128,7 +128,7 @@ def _bench_one(spec: ModelSpec, settings: BenchSettings, eval_paths, decoded, id
         with runtime:
             row.update(provider=runtime.provider, precision=runtime.precision, opset=getattr(getattr(runtime, "info", None), "opset", None))
             contract = runtime.contract
-            key = (contract.height, contract.width, contract.interpolation)
+            key = (contract.height, contract.width, contract.resize_method, contract.aspect)
             if key not in decoded:
                 decoded[key] = decode_images(eval_paths, contract, progress=settings.progress)
             images = decoded[key]
