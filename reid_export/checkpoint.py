@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from .contract import Preprocess
-from .errors import CheckpointError
+from .errors import CheckpointError, ReidExportError
 from .files import atomic_path, remove_stale_temps
 from .model import ModelConfig, ReidNet, infer_arch, load_backbone_weights, normalise_backbone_keys, torch_load
 
@@ -46,7 +46,11 @@ def save_checkpoint(path: str | Path, model: ReidNet, *, epoch: int, optimizer=N
     path = Path(path)
     remove_stale_temps(path)  # leftovers of writers killed mid-write; a live writer's temp file is never touched
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as e:  # torch's zip writer reports a full disk as "file write failed"
+            raise ReidExportError(f"{path}: could not write the checkpoint ({str(e).splitlines()[0][:200]}); check "
+                                  "the disk has space and the folder is writable, then run again") from None
     return path
 
 

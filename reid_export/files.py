@@ -12,6 +12,7 @@ output-lock helper every command uses.
   `path`; a second writer is refused at start, naming the first. A lock whose process is gone is
   taken over.
 * `check_writable_dir(folder)`: an output folder checked before the work starts (kind, permissions).
+* `check_free_space(folder, need_bytes)`: a rough free-space estimate, also checked before the work.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import socket
 import sys
 import time
@@ -29,7 +31,7 @@ from pathlib import Path
 from .errors import ReidExportError
 
 __all__ = ["ENGINES_DIR", "RUNS_DIR", "atomic_path", "write_bytes", "write_text", "refuse_existing", "output_lock",
-           "remove_stale_temps", "check_writable_dir", "pid_alive"]
+           "remove_stale_temps", "check_writable_dir", "check_free_space", "free_bytes", "format_bytes", "pid_alive"]
 
 ENGINES_DIR = Path("engines")  # default folder for exported artefacts
 RUNS_DIR = Path("runs")  # default folder for demo and bench outputs
@@ -136,6 +138,31 @@ def check_writable_dir(folder: str | Path, *, what: str = "output folder") -> Pa
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ReidExportError(f"{what} {folder} is not writable; choose a writable folder or fix its permissions")
     return folder
+
+
+def free_bytes(folder: str | Path) -> int:
+    """Free bytes on the file system that holds `folder` (or its nearest existing parent)."""
+    folder = Path(folder).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+def check_free_space(folder: str | Path, need_bytes: int, *, what: str = "the output") -> None:
+    """Refuse to start when `folder`'s disk has less than `need_bytes` (plus a 10% margin) free."""
+    free = free_bytes(folder)
+    if free < need_bytes * 1.1:
+        raise ReidExportError(f"{what} needs about {format_bytes(need_bytes)} but {folder} has only "
+                              f"{format_bytes(free)} free; free some space or choose another place")
+
+
+def format_bytes(n: float) -> str:
+    """1.5 GB, 20 MB, 512 B: decimal units, one decimal below 10."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" and abs(n) < 10 else f"{n:.0f} {unit}"
+        n /= 1000
+    return f"{n:.0f} TB"
 
 
 def pid_alive(pid) -> bool:

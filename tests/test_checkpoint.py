@@ -4,7 +4,7 @@ import torch
 from tiny_models import make_tiny_model
 
 from reid_export.checkpoint import FORMAT, load_checkpoint, load_model, save_checkpoint
-from reid_export.errors import CheckpointError
+from reid_export.errors import CheckpointError, ReidExportError
 
 
 def test_checkpoint_round_trip_keeps_config_and_weights(tmp_path):
@@ -28,10 +28,20 @@ def test_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(ReidExportError, match=r"m\.pt: could not write \(disk full\)"):
         save_checkpoint(path, make_tiny_model(seed=1), epoch=2)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temporary file left behind
+
+
+def test_torch_zip_writer_failure_is_one_message_naming_the_file(tmp_path, monkeypatch):
+    def full_disk(*a, **k):  # what torch.save raises on ENOSPC
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing file data/0")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(ReidExportError, match=r"m\.pt: could not write the checkpoint .*disk has space"):
+        save_checkpoint(tmp_path / "m.pt", make_tiny_model(), epoch=1)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_resume_refuses_a_bare_backbone(tmp_path):
@@ -51,7 +61,12 @@ def test_checkpoint_whose_weights_do_not_match_its_config_is_refused(tmp_path):
 
 
 def test_temp_files_left_by_a_killed_save_are_cleaned_up_on_the_next_save(tmp_path):
-    leftover = tmp_path / ".m.pt.abc123.tmp"
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a writer that is provably gone: its pid names no live process
+    leftover = tmp_path / f".m.pt.{gone.pid}.abc123.tmp"
     leftover.write_bytes(b"half a checkpoint")
     unrelated = tmp_path / ".other.pt.abc123.tmp"
     unrelated.write_bytes(b"not ours to delete")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import contextlib
 import random
 import time
 import warnings
@@ -29,6 +30,7 @@ from torch.utils.data import DataLoader
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..errors import CheckpointError, DataError, ReidExportError
+from ..files import check_free_space, check_writable_dir, output_lock
 from ..model import build_model
 from .config import TrainConfig
 from .dataset import ReidDataset
@@ -55,13 +57,16 @@ def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False) -> 
     """Train as `config` says and write the checkpoint to `config.out`; see the module docstring.
     `config.num_threads` applies for the duration of the call; torch's setting is restored after."""
     device = _device(config.device)
-    with _torch_threads(config.num_threads), process_group(device.type) as env:
+    with _torch_threads(config.num_threads), process_group(device.type) as env, contextlib.ExitStack() as held:
         from rich.console import Console
 
         started = time.perf_counter()
         device, quiet = env.device(device), quiet or not env.is_main  # rank 0 alone prints
         console = Console(quiet=quiet, highlight=False, soft_wrap=True)
         out = _check_out(config, resume)
+        if env.is_main:  # one writer per checkpoint: a second `train --out` of the same file is refused here
+            check_writable_dir(out.parent, what=f"--out {out}: folder")
+            held.enter_context(output_lock(out, "reid-export train"))
         ckpt = load_checkpoint(out) if resume else None
         amp = config.amp and device.type == "cuda"
         if config.amp and not amp:
@@ -81,6 +86,9 @@ def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False) -> 
                              num_classes=data.num_train_ids, feature_dim=model.config.embedding_dim,
                              center_lr=config.center_lr, attribute_weight=config.attribute_weight).to(device)
         optimizer = _optimizer(config, model)
+        if env.is_main:  # weights + optimizer state, written every epoch: fail now, not after the first epoch
+            check_free_space(out.parent, 3 * sum(p.numel() * p.element_size() for p in model.parameters()),
+                             what=f"checkpoint {out}")
         scaler = torch.amp.GradScaler("cuda") if amp else None
         labels = data.labels
         transform = train_transform(config.preprocess, flip=config.flip, pad_crop=config.pad_crop,
