@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..decode import open_rgb
 from ..errors import DataError
+from ..progress import progress_bar
 
 __all__ = [
     "Sample",
@@ -319,18 +320,14 @@ def _empty_split_message(folder: Path, split: str, odd: list[Path], left_out: li
 def _verify(paths: list[Path], *, progress: bool) -> None:
     if not paths:
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     broken: list[tuple[Path, str]] = []
     workers = min(8, os.cpu_count() or 1)
-    with Progress(*columns, transient=True, disable=not progress) as bar:
-        task = bar.add_task("Checking images", total=len(paths))
+    with progress_bar("Checking images", len(paths), enabled=progress) as advance:
         with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow decodes without the GIL
             for path, error in zip(paths, pool.map(_decode_error, paths, chunksize=64)):
                 if error is not None:
                     broken.append((path, error))
-                bar.advance(task)
+                advance()
     if broken:
         lines = "\n".join(f"  {path}: {error}" for path, error in broken[:_SHOWN_BROKEN])
         more = f"\n  ... and {len(broken) - _SHOWN_BROKEN} more" if len(broken) > _SHOWN_BROKEN else ""

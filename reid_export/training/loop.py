@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..errors import CheckpointError, DataError, ReidExportError
+from ..progress import progress_bar
 from ..files import check_free_space, check_writable_dir, output_lock
 from ..model import build_model
 from .config import TrainConfig
@@ -155,9 +156,10 @@ def train_one_epoch(model, criterion, optimizer, lr_scheduler, data_loader, devi
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     loss_sum, correct, seen = 0.0, 0, 0
     start = time.perf_counter()
-    with _progress_bar(progress, stats=True) as bar:
-        task = bar.add_task(f"epoch {epoch + 1}/{total_epochs or '?'}", total=len(data_loader), loss=0.0, acc=0.0,
-                            ips=0.0)
+    with progress_bar(f"epoch {epoch + 1}/{total_epochs or '?'}", len(data_loader), enabled=progress,
+                      terminal_only=True, fields={"loss": 0.0, "acc": 0.0, "ips": 0.0},
+                      stats="loss {task.fields[loss]:.3f}  acc {task.fields[acc]:.1f}%  {task.fields[ips]:.0f} img/s",
+                      ) as advance:
         for step, (images, labels, _, *attributes) in enumerate(data_loader):
             images = images.to(device, non_blocking=True, memory_format=memory_format)
             labels = labels.to(device, non_blocking=True)
@@ -175,7 +177,7 @@ def train_one_epoch(model, criterion, optimizer, lr_scheduler, data_loader, devi
             correct += int((logits.argmax(1) == labels).sum())
             seen += n
             elapsed = time.perf_counter() - start
-            bar.update(task, advance=1, loss=loss_sum / seen, acc=100.0 * correct / seen, ips=seen / elapsed)
+            advance(1, loss=loss_sum / seen, acc=100.0 * correct / seen, ips=seen / elapsed)
     seconds = time.perf_counter() - start
     return {"loss": loss_sum / max(seen, 1), "id_acc": 100.0 * correct / max(seen, 1), "images": seen,
             "epoch_seconds": seconds, "images_per_sec": seen / seconds if seconds else 0.0,
@@ -462,13 +464,3 @@ def _data_line(config: TrainConfig, data: TrainingData, device) -> str:
     return line
 
 
-def _progress_bar(enabled: bool, *, stats: bool = False):
-    from rich import get_console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
-    if stats:
-        columns.append(TextColumn("loss {task.fields[loss]:.3f}  acc {task.fields[acc]:.1f}%  "
-                                  "{task.fields[ips]:.0f} img/s"))
-    live = enabled and get_console().is_terminal  # a log file gets the per-epoch lines only
-    return Progress(*columns, TimeRemainingColumn(), transient=True, disable=not live)

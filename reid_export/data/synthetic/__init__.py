@@ -22,15 +22,14 @@ this module plans the boxes, checks arguments and folders, writes the files and 
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ...errors import DataError
+from ...progress import progress_bar
 from ..attributes import ATTRIBUTE_FILE, save_market_attributes
 from ..market1501 import SPLIT_FOLDERS
 from .render import IMAGE_SIZE, SCENES, SEED_CAMERA, SEED_PERSON, SEED_PLAN, Shot, render_shot, sample_camera, sample_person
@@ -102,7 +101,7 @@ def generate_market1501(
 
     for folder in SPLIT_FOLDERS.values():
         (out / folder).mkdir(parents=True, exist_ok=True)
-    with _progress_bar(len(shots), progress) as advance:
+    with progress_bar("writing synthetic Market-1501", len(shots), enabled=progress, transient=False) as advance:
         for shot in shots:
             image = render_shot(shot, people.get(shot.pid), cameras, seed)
             image.save(out / SPLIT_FOLDERS[shot.split] / shot.name, format="JPEG", quality=JPEG_QUALITY)
@@ -211,13 +210,3 @@ def _check_out_dir(out: Path) -> None:
         )
 
 
-@contextlib.contextmanager
-def _progress_bar(total: int, enabled: bool) -> Iterator[Callable[[], None]]:
-    if not enabled:
-        yield lambda: None
-        return
-    from rich.progress import Progress
-
-    with Progress(transient=False) as bar:
-        task = bar.add_task("writing synthetic Market-1501", total=total)
-        yield lambda: bar.advance(task)
