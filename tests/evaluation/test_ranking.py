@@ -386,59 +386,7 @@ def test_cuda_topk_and_evaluation_match_the_cpu():
     assert abs(half["mAP"] - evaluate_embeddings(*_market_like(0))["mAP"]) < 1.0
 
 
-# -- k-reciprocal re-ranking ----------------------------------------------------------------
-
-
-def _clustered(seed: int, ids=30, per_id=8, dim=32, noise=1.0):
-    """Two queries per identity (cameras 0 and 1), `per_id` gallery images on random cameras."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((ids, dim))
-    q_pids, q_cams = np.repeat(np.arange(1, ids + 1), 2), np.tile([0, 1], ids)
-    g_pids, g_cams = np.repeat(np.arange(1, ids + 1), per_id), rng.integers(0, 4, ids * per_id)
-    q_emb = centres[q_pids - 1] + noise * rng.standard_normal((q_pids.size, dim))
-    g_emb = centres[g_pids - 1] + noise * rng.standard_normal((g_pids.size, dim))
-    return q_emb.astype(np.float32), g_emb.astype(np.float32), q_pids, g_pids, q_cams, g_cams
-
-
-def test_rerank_does_not_hurt_and_usually_improves_map():
-    gains = []
-    for seed in range(6):
-        q_emb, g_emb, *ids = _clustered(seed, noise=1.2)
-        before = evaluate_ranking(pairwise_distance(q_emb, g_emb), *ids)["mAP"]
-        after = evaluate_ranking(k_reciprocal_rerank(q_emb, g_emb), *ids)["mAP"]
-        gains.append(after - before)
-    assert min(gains) > -1.0 and sum(gain > 0 for gain in gains) >= 5, gains
-
-
-@pytest.mark.parametrize("metric", METRICS)
-def test_rerank_output_is_a_non_negative_distance_matrix(metric):
-    q_emb, g_emb, *_ = _clustered(0)
-    dist = k_reciprocal_rerank(q_emb, g_emb, k1=10, k2=3, metric=metric)
-    assert dist.shape == (60, 240) and dist.dtype == np.float32
-    assert np.isfinite(dist).all() and (dist >= 0).all()
-
-
-def test_rerank_with_lambda_one_is_the_original_distance():
-    q_emb, g_emb, *_ = _clustered(1)
-    np.testing.assert_array_equal(k_reciprocal_rerank(q_emb, g_emb, lambda_value=1.0), pairwise_distance(q_emb, g_emb))
-    blended = k_reciprocal_rerank(q_emb, g_emb, lambda_value=0.999999)
-    np.testing.assert_allclose(blended, pairwise_distance(q_emb, g_emb), atol=1e-5)
-
-
-def test_rerank_refuses_more_images_than_its_cap():
-    q_emb, g_emb, *_ = _clustered(0)
-    with pytest.raises(ValueError, match=r"60 \+ 240 = 300 images.*max_images=299"):
-        k_reciprocal_rerank(q_emb, g_emb, max_images=299)
-
-
-@pytest.mark.parametrize("kwargs, message", [
-    ({"k1": 0}, "k1 must be an integer"), ({"k2": 300}, "k2 must be an integer"),
-    ({"lambda_value": 1.5}, "lambda_value must be in"), ({"metric": "dot"}, "unknown metric"),
-])
-def test_rerank_rejects_bad_parameters(kwargs, message):
-    q_emb, g_emb, *_ = _clustered(0)
-    with pytest.raises(ValueError, match=message):
-        k_reciprocal_rerank(q_emb, g_emb, **kwargs)
+# -- k-reciprocal re-ranking: tests/evaluation/test_rerank.py ------------------------------
 
 
 # -- scaling benchmark and faiss ----------------------------------------------------------------
