@@ -1,7 +1,8 @@
 """The runtime registry: names -> backend classes, imported only when used; model specs from the CLI.
 
 Names: `torch`, `torch-cuda`, `torch-cuda-fp16`, `onnxruntime`, `onnxruntime-cuda`, `onnxruntime-trt`,
-`tensorrt`. A model spec on the command line is
+`tensorrt`, `torch-bf16` (CPU autocast + channels_last), `openvino` (FP32 forced), `openvino-bf16`.
+A model spec on the command line is
 `PATH` (the runtime follows from the file type) or `NAME=PATH`.
 """
 
@@ -24,8 +25,11 @@ RUNTIMES: dict[str, tuple[str, str, dict]] = {
     "onnxruntime-cuda": ("reid_export.runtimes.onnxruntime", "OnnxRuntime", {"device": "cuda"}),
     "onnxruntime-trt": ("reid_export.runtimes.onnxruntime", "OnnxRuntime", {"device": "tensorrt"}),
     "tensorrt": ("reid_export.runtimes.tensorrt", "TensorRTRuntime", {"device": "cuda"}),
+    "torch-bf16": ("reid_export.runtimes.torch", "TorchRuntime", {"device": "cpu", "bf16": True, "channels_last": True}),
+    "openvino": ("reid_export.runtimes.openvino", "OpenVinoRuntime", {"device": "cpu", "inference_precision": "fp32"}),
+    "openvino-bf16": ("reid_export.runtimes.openvino", "OpenVinoRuntime", {"device": "cpu", "inference_precision": "bf16"}),
 }
-_BY_SUFFIX = {".pt": "torch", ".pth": "torch", ".onnx": "onnxruntime", ".engine": "tensorrt"}
+_BY_SUFFIX = {".pt": "torch", ".pth": "torch", ".onnx": "onnxruntime", ".engine": "tensorrt", ".xml": "openvino"}
 
 
 def make_runtime(name: str, artefact, **options) -> Runtime:

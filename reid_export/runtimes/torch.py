@@ -1,5 +1,10 @@
 """PyTorch eager runtime, on CPU or CUDA (optionally FP16 + channels_last), from a checkpoint, a backbone
-.pth or a ReidNet in memory. (The registry imports this module only when a torch runtime is asked for.)"""
+.pth or a ReidNet in memory. (The registry imports this module only when a torch runtime is asked for.)
+
+`bf16` (the `torch-bf16` runtime) runs CPU inference under bf16 autocast with channels_last: on CPUs
+with AVX-512 BF16 or AMX oneDNN then uses bf16 kernels. Without either the row is skipped, since
+emulated bf16 is slower than FP32; `provider` says which of the two the CPU has.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +16,17 @@ from ..errors import RuntimeUnavailable
 from ..model import ReidNet, attribute_probabilities
 from .base import Runtime
 
-__all__ = ["TorchRuntime"]
+__all__ = ["TorchRuntime", "cpu_bf16_features"]
 
 
 class TorchRuntime(Runtime):
     name = "torch"
 
-    def __init__(self, artefact, *, device: str = "cpu", channels_last: bool = False, half: bool = False):
+    def __init__(self, artefact, *, device: str = "cpu", channels_last: bool = False, half: bool = False, bf16: bool = False):
         super().__init__(artefact, device=device)
         self.channels_last = channels_last  # NHWC memory layout: faster convolutions on tensor cores and many CPUs
         self.half = half  # FP16 weights and activations (CUDA only)
+        self.bf16 = bf16  # bf16 autocast (CPU with AVX-512 BF16 or AMX only)
         self._model = None
 
     def _activate_impl(self) -> None:
@@ -28,6 +34,11 @@ class TorchRuntime(Runtime):
             raise RuntimeUnavailable("torch: no CUDA device (torch.cuda.is_available() is False); use device cpu")
         if self.half and not self.device.startswith("cuda"):
             raise RuntimeUnavailable("torch: FP16 inference is only offered on CUDA; use the fp32 torch runtime on CPU")
+        bf16_units = cpu_bf16_features() if self.bf16 else []
+        if self.bf16 and (self.device != "cpu" or not bf16_units):
+            where = "this CPU has neither" if self.device == "cpu" else f"the device is {self.device}"
+            raise RuntimeUnavailable(f"torch: bf16 autocast is offered on CPUs with AVX-512 BF16 or AMX, and {where}; "
+                                     "use the fp32 torch runtime")
         if isinstance(self.artefact, ReidNet):
             model = self.artefact.to(self.device).eval()
         else:
@@ -40,6 +51,9 @@ class TorchRuntime(Runtime):
         self._model = model
         self.contract = model.config.preprocess
         self.provider = str(torch.device(self.device))
+        if self.bf16:
+            self.precision = "bf16"
+            self.provider += f" ({', '.join(bf16_units)}, bf16 autocast, channels_last)"
 
     def _infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         return self._to_host(self._forward(self._to_device(batch)))
@@ -73,7 +87,7 @@ class TorchRuntime(Runtime):
         return x
 
     def _forward(self, x) -> dict:
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
             raw = self._model.embed(x)
             emb = raw.float()
             if self.contract.l2_normalized:
@@ -89,3 +103,13 @@ class TorchRuntime(Runtime):
 
     def _deactivate_impl(self) -> None:
         self._model = None
+
+
+def cpu_bf16_features() -> list[str]:
+    """The bf16 units this CPU has, as /proc/cpuinfo names them: avx512_bf16, amx_bf16 (empty if none or unknown)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return [unit for unit in ("avx512_bf16", "amx_bf16") if unit in flags]
