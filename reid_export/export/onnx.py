@@ -26,6 +26,7 @@ from ..artefacts.onnx_metadata import (
     VERSION_KEY,
     set_metadata,
 )
+from ..artefacts.tracker_sidecar import write_tracker_sidecar
 from ..contract import Preprocess
 from ..errors import ExportError
 from ..files import atomic_path, refuse_existing
@@ -90,6 +91,7 @@ def export_onnx(model: ReidNet, out: str | Path, *, opset: int = DEFAULT_OPSET, 
         set_metadata(proto, meta)
         onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, str(tmp))
+    write_tracker_sidecar(out)  # out.onnx.metadata.json, what boxmot reads; replaced together with the ONNX
     return out
 
 

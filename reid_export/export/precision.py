@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artefacts.onnx_metadata import CALIBRATION_KEY, INPUT_NAME, METADATA_KEY, PRECISION_KEY, read_onnx_info, set_metadata
+from ..artefacts.tracker_sidecar import write_tracker_sidecar
 from ..data.market1501 import load_market1501
 from ..errors import DataError, ExportError
 from ..files import atomic_path, refuse_existing
@@ -183,4 +184,5 @@ def _save_checked(proto, out: str | Path) -> Path:
     onnx.checker.check_model(proto)
     with atomic_path(out) as tmp:
         onnx.save(proto, str(tmp))
+    write_tracker_sidecar(out)  # out.onnx.metadata.json, what boxmot reads; replaced together with the ONNX
     return Path(out)
