@@ -18,7 +18,7 @@ import typer
 from .apps.predict import predict_course
 from .apps.visualize import visualize_rankings
 from .bench.report import compare_reports, print_comparison, print_table, write_report
-from .bench.run import BenchSettings, ModelSpec, check_gates, run_bench
+from .bench.run import BenchSettings, ModelSpec, check_gates, check_report_dir, row_outcomes, run_bench
 from .data.synthetic import generate_market1501
 from .errors import ReidExportError
 from .export.settings import DEFAULT_OPSET, ExportOptions, Int8Settings
@@ -166,21 +166,32 @@ def bench(
     max_rank1_drop: Annotated[Optional[float], typer.Option(help="Exit 1 if a row's Rank-1 is more than this many points below the reference.")] = None,
     compare: Annotated[Optional[Path], typer.Option(help="An earlier report.json: print the change against it.")] = None,
     stages: Annotated[bool, typer.Option(help="Also time the whole path per batch: read, decode, resize, normalise, copies, inference.")] = True,
+    overwrite: Annotated[bool, typer.Option(help="Replace the report and plots of an earlier run in --out.")] = False,
     quiet: Quiet = False,
 ) -> None:
-    """Throughput, latency, Rank-1/mAP/mINP and agreement with the reference, one row per runtime."""
+    """Throughput, latency, Rank-1/mAP/mINP and agreement with the reference, one row per runtime.
+    Exit 0: every row ok or skipped; 1: a row failed, a gate broke, or no row could run; 2: bad input."""
     specs = [ModelSpec(*parse_model_spec(m)) for m in model]
     settings = BenchSettings(batch_sizes=_parse_ints(batch_sizes, "--batch-sizes"), stages=stages, progress=not quiet)
+    earlier = _read_report(compare) if compare is not None else None  # checked before the sweep, not after
+    out = check_report_dir(out or _timestamped("bench"), overwrite=overwrite)
     report = run_bench(data, specs, settings, log=typer.echo)
     print_table(report)
-    json_path, md_path = write_report(report, out or _timestamped("bench"))
+    json_path, md_path = write_report(report, out)
     typer.echo(f"wrote {json_path} and {md_path}")
-    if compare is not None:
-        print_comparison(compare_reports(_read_report(compare), report), str(compare))
+    if earlier is not None:
+        print_comparison(compare_reports(earlier, report), str(compare))
     broken = check_gates(report, max_map_drop=max_map_drop, max_rank1_drop=max_rank1_drop)
     for message in broken:
         typer.echo(f"accuracy gate failed: {message}", err=True)
-    if broken:
+    outcomes = row_outcomes(report)
+    if not outcomes["ok"]:
+        typer.echo("error: no row could run:\n" + "\n".join(f"  {r['runtime']} {r['model']}: {r['status']}"
+                                                           for r in report["rows"]), err=True)
+        raise typer.Exit(1)
+    for row in outcomes["failed"]:
+        typer.echo(f"row failed: {row['runtime']} {row['model']}: {row['status']}", err=True)
+    if broken or outcomes["failed"]:
         raise typer.Exit(1)
 
 
@@ -264,7 +275,8 @@ def _read_report(path: Path) -> dict:
 
     try:
         report = json.loads(Path(path).read_text())
-        report["rows"]
+        if not all(isinstance(r, dict) and {"runtime", "model", "status"} <= set(r) for r in report["rows"]):
+            raise ValueError("its rows lack runtime/model/status")
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ReidExportError(f"--compare {path}: not a report.json written by `reid-export bench` ({e})") from None
     return report

@@ -24,7 +24,8 @@ def write_plots(report: dict, out_dir: str | Path) -> dict[str, Path]:
     written = {}
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for row in rows:
-        points = sorted((int(bs), t["images_per_sec"]) for bs, t in row["throughput"].items() if "error" not in t)
+        points = sorted((int(bs), t["images_per_sec"]) for bs, t in row["throughput"].items()
+                        if "images_per_sec" in t)
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=row_label(row))
     ax.set_xscale("log", base=2)
     sizes = sorted({int(bs) for row in rows for bs in row["throughput"]})
@@ -38,7 +39,9 @@ def write_plots(report: dict, out_dir: str | Path) -> dict[str, Path]:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for row in rows:
-        ok = {int(bs): t for bs, t in row["throughput"].items() if "error" not in t}
+        ok = {int(bs): t for bs, t in row["throughput"].items() if "images_per_sec" in t}
+        if not ok:  # every batch size skipped or out of memory: nothing to place
+            continue
         bs = max(ok)
         ax.scatter(ok[bs]["images_per_sec"], row["mAP"], s=50)
         ax.annotate(f"{row_label(row)} @{bs}", (ok[bs]["images_per_sec"], row["mAP"]), fontsize=8,

@@ -58,8 +58,8 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
         line = [row["runtime"], row.get("precision", "-"), row.get("provider", "-"), row["status"]]
         for bs in batch_sizes:
             t = row.get("throughput", {}).get(str(bs))
-            if t and "error" in t:
-                line += ["OOM", "-", "-"]
+            if t and "images_per_sec" not in t:  # out of memory, or skipped (too big to fit, above max_batch)
+                line += ["OOM" if "error" in t else "skipped", "-", "-"]
             else:
                 line += [f"{t['images_per_sec']:.1f}", f"{t['p50_ms']:.2f}", f"{t['p99_ms']:.2f}"] if t else ["-"] * 3
         line += [_fmt(row.get(k), 2) for k in ("rank1", "rank5", "rank10", "mAP", "mINP")]
@@ -79,9 +79,18 @@ def print_table(report: dict, *, title: str = "reid-export bench") -> None:
     table = Table(title=title)
     for h in header:
         table.add_column(h, justify="left" if h in ("runtime", "precision", "provider", "status") else "right")
-    for line in cells:
+    notes = []  # a failed/skipped row's reason, in full and wrapped, under the table
+    status_at = header.index("status")
+    for row, line in zip(report["rows"], cells):
+        kind, _, reason = row["status"].partition(": ")
+        if reason:
+            notes.append(f"[{len(notes) + 1}] {row['runtime']} {Path(row['model']).name}: {kind}: {reason}")
+            line = [*line[:status_at], f"{kind} [{len(notes)}]", *line[status_at + 1:]]
         table.add_row(*line)
-    Console(width=max(160, len(header) * 11)).print(table)
+    console = Console(width=max(160, len(header) * 11))
+    console.print(table)
+    for note in notes:
+        console.print(note, markup=False, highlight=False, soft_wrap=False)  # rich wraps at the console width
 
 
 def write_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
@@ -133,7 +142,7 @@ def compare_reports(old: dict, new: dict) -> list[dict]:
         change = {"row": row_label(row), "model": Path(row["model"]).name}
         for bs, t in row.get("throughput", {}).items():
             b = before.get("throughput", {}).get(bs)
-            if b and "error" not in b and "error" not in t:
+            if b and "images_per_sec" in b and "images_per_sec" in t:
                 change[f"images_per_sec_change_pct@{bs}"] = round(100 * (t["images_per_sec"] / b["images_per_sec"] - 1), 1)
         for metric in ("rank1", "mAP", "mINP"):
             change[f"{metric}_change"] = round(row[metric] - before[metric], 3)

@@ -3,7 +3,9 @@
 For each model spec (runtime + artefact) one row:
   status          ok | failed: reason | skipped: reason
   throughput      per batch size: images_per_sec (median), p50_ms, p99_ms, iqr_ms (model only, pre-decoded
-                  tensors, warmed up, >= 5 timed calls); a batch that runs out of memory ends the sweep
+                  tensors, warmed up, >= 5 timed calls); a batch that runs out of memory ends the sweep.
+                  A batch size is `skipped` (that size only) when it is above the runtime's `max_batch`, or
+                  when its input and output tensors would not fit in the memory available now
   accuracy        rank1/5/10, mAP, mINP from this runtime's own query and gallery embeddings
   agreement       cosine_min / cosine_mean / max_abs_diff of its embeddings against the reference row
   deltas          delta_rank1 / delta_mAP / delta_mINP (points) against the reference row, the first
@@ -13,7 +15,8 @@ For each model spec (runtime + artefact) one row:
   attributes      attr_mean_accuracy (official 12 columns) and attr_mA, when the runtime outputs
                   attributes and the data folder has market_attribute.mat (test-split labels)
 
-A failing runtime becomes a row with its reason; it never stops the sweep.
+A failing runtime becomes a row with its reason; it never stops the sweep. That includes the accuracy
+step: embeddings that are NaN or infinite fail their row (naming the first image), not the report.
 """
 
 from __future__ import annotations
@@ -26,22 +29,29 @@ import numpy as np
 
 from ..data.attributes import test_split_labels
 from ..data.market1501 import load_market1501
-from ..errors import RuntimeUnavailable
+from ..errors import ReidExportError, RuntimeUnavailable
 from ..evaluation.agreement import embedding_agreement
 from ..evaluation.attributes import attribute_scores
 from ..evaluation.embeddings import evaluate_embeddings
+from ..files import check_free_space, check_writable_dir, format_bytes
 from ..images import decode_images
 from ..runtimes import infer_images, make_runtime
+from .drift import UPSCALE, preprocess_drift
 from .report import machine_info
 from .stages import staged_timing
 
-__all__ = ["BenchSettings", "ModelSpec", "run_bench", "check_gates"]
+__all__ = ["BenchSettings", "ModelSpec", "run_bench", "check_gates", "row_outcomes", "check_report_dir",
+           "REPORT_FILES"]
+
+# what a bench run writes into its --out folder (report.write_report and plots.write_plots)
+REPORT_FILES = ("report.json", "report.md", "throughput.png", "accuracy_vs_throughput.png")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     runtime: str  # registry name, e.g. "onnxruntime"
     path: Path  # the artefact it runs
+    options: tuple[tuple[str, object], ...] = ()  # runtime constructor options, e.g. (("hint", "throughput"),)
 
     @property
     def label(self) -> str:
@@ -60,6 +70,8 @@ class BenchSettings:
     stage_batch_size: int = 32  # batch size of the staged end-to-end timing
     progress: bool = True  # show progress bars
     extra: dict = field(default_factory=dict)  # free-form notes copied into the report
+    preprocess_as: tuple[str, ...] = ()  # extra rows: query/gallery re-decoded as each target does (bench/drift.py)
+    preprocess_upscale: float = UPSCALE  # ... also from crops upscaled this many times, as detector boxes are
 
 
 def run_bench(data_root: str | Path, specs: list[ModelSpec], settings: BenchSettings | None = None,
@@ -81,11 +93,15 @@ def run_bench(data_root: str | Path, specs: list[ModelSpec], settings: BenchSett
         rows.append(row)
         embeddings.append(emb)
     _compare_to_reference(rows, embeddings)
+    drift = preprocess_drift(specs, rows, embeddings, eval_paths, ids, settings.preprocess_as,
+                             upscale=settings.preprocess_upscale, batch_size=settings.eval_batch_size,
+                             progress=settings.progress, log=log) if settings.preprocess_as else []
     return {
         "machine": machine_info(),
         "data": {"root": str(data.root), "num_query": len(data.query), "num_gallery": len(data.gallery)},
         "settings": {k: v for k, v in asdict(settings).items() if k != "progress"},
         "rows": rows,
+        **({"drift": drift} if drift else {}),
     }
 
 
@@ -101,6 +117,30 @@ def check_gates(report: dict, *, max_map_drop: float | None = None, max_rank1_dr
                 broken.append(f"{row['runtime']} ({row.get('precision')}, {Path(row['model']).name}): "
                               f"{key} dropped {drop:.2f} points vs {row['reference']} (allowed {limit})")
     return broken
+
+
+def check_report_dir(out_dir: str | Path, *, overwrite: bool = False) -> Path:
+    """Before the sweep: `out_dir` must be (or become) a writable folder with a little free space, and
+    hold no earlier report unless `overwrite`."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ReidExportError(f"--out {out_dir} is a file; bench writes a folder (report.json, report.md, plots): "
+                              "give a folder path")
+    existing = [out_dir / name for name in REPORT_FILES if (out_dir / name).exists()]
+    if existing and not overwrite:
+        raise ReidExportError(f"{existing[0]} already exists (an earlier bench run); pass --overwrite to replace "
+                              "its report and plots, or choose another --out folder")
+    check_writable_dir(out_dir, what="--out folder")
+    check_free_space(out_dir, 5_000_000, what="the bench report")
+    return out_dir
+
+
+def row_outcomes(report: dict) -> dict[str, list[dict]]:
+    """The rows grouped as `ok`, `failed` and `skipped` (by the start of their status)."""
+    groups: dict[str, list[dict]] = {"ok": [], "failed": [], "skipped": []}
+    for row in report["rows"]:
+        groups[row["status"].split(":", 1)[0] if row["status"].split(":", 1)[0] in groups else "failed"].append(row)
+    return groups
 
 
 def _compare_to_reference(rows: list[dict], embeddings: list) -> None:
@@ -122,11 +162,13 @@ def _compare_to_reference(rows: list[dict], embeddings: list) -> None:
 
 
 def _bench_one(spec: ModelSpec, settings: BenchSettings, eval_paths, decoded, ids) -> tuple[dict, np.ndarray | None]:
+    """One row. Everything that can fail for this runtime (loading, timing, extraction, accuracy) runs
+    inside the guard, so a broken runtime is a `failed:` row and the other rows and the report are kept."""
     row: dict = {"runtime": spec.runtime, "model": str(spec.path), "status": "ok"}
-    runtime = make_runtime(spec.runtime, spec.path)
     try:
-        with runtime:
-            row.update(provider=runtime.provider, precision=runtime.precision, opset=getattr(getattr(runtime, "info", None), "opset", None))
+        with make_runtime(spec.runtime, spec.path, **dict(spec.options)) as runtime:
+            row.update(provider=runtime.provider, precision=runtime.precision,
+                       opset=getattr(getattr(runtime, "info", None), "opset", None), max_batch=runtime.max_batch)
             contract = runtime.contract
             key = (contract.height, contract.width, contract.resize_method, contract.aspect)
             if key not in decoded:
@@ -134,28 +176,44 @@ def _bench_one(spec: ModelSpec, settings: BenchSettings, eval_paths, decoded, id
             images = decoded[key]
             row["throughput"] = _sweep(runtime, images, settings)
             if settings.stages:
-                row["stages"] = staged_timing(runtime, eval_paths, batch_size=settings.stage_batch_size)
+                row["stages"] = staged_timing(runtime, eval_paths,
+                                              batch_size=min(settings.stage_batch_size, runtime.max_batch or 1 << 30))
             t0 = time.perf_counter()
             outputs = infer_images(runtime, images, batch_size=settings.eval_batch_size,
                                    progress=settings.progress)
-            emb = outputs["embedding"]
             row["extract_seconds"] = round(time.perf_counter() - t0, 3)
+        emb = outputs["embedding"]
+        _check_finite(emb, eval_paths)
+        row.update(_accuracy(emb, outputs, ids))
     except RuntimeUnavailable as e:
         return {**row, "status": f"skipped: {e}"}, None
+    except ReidExportError as e:  # our own errors already say what failed and the fix
+        return {**row, "status": f"failed: {e}"}, None
     except Exception as e:  # a failing configuration is a row, not the end of the sweep
         return {**row, "status": f"failed: {type(e).__name__}: {e}"}, None
+    return row, emb
+
+
+def _check_finite(emb: np.ndarray, paths) -> None:
+    bad = np.flatnonzero(~np.isfinite(emb).all(axis=1))
+    if len(bad):
+        raise ReidExportError(f"{len(bad)} of {len(emb)} embeddings are not finite (first: {Path(paths[bad[0]]).name}); "
+                              "the model outputs NaN/Inf: check its weights (a diverged training run?) or precision")
+
+
+def _accuracy(emb: np.ndarray, outputs: dict, ids: dict) -> dict:
     nq = len(ids["q_pids"])
     metrics = evaluate_embeddings(emb[:nq], emb[nq:], ids["q_pids"], ids["g_pids"], ids["q_camids"], ids["g_camids"],
                                   metric="cosine")
-    row.update({k: round(float(metrics[k]), 3) for k in ("rank1", "rank5", "rank10", "mAP", "mINP")})
-    row["num_valid_queries"] = int(metrics["num_valid_queries"])
+    result = {k: round(float(metrics[k]), 3) for k in ("rank1", "rank5", "rank10", "mAP", "mINP")}
+    result["num_valid_queries"] = int(metrics["num_valid_queries"])
     if "attributes" in outputs and ids["attribute_truth"]:
         scores = attribute_scores(outputs["attributes"], np.concatenate([ids["q_pids"], ids["g_pids"]]),
                                   ids["attribute_truth"])
         if scores is not None:
-            row.update(attr_mean_accuracy=round(float(scores["mean_accuracy_12"]), 3),
-                       attr_mA=round(float(scores["mA"]), 3), attr_images=int(scores["num_samples"]))
-    return row, emb
+            result.update(attr_mean_accuracy=round(float(scores["mean_accuracy_12"]), 3),
+                          attr_mA=round(float(scores["mA"]), 3), attr_images=int(scores["num_samples"]))
+    return result
 
 
 def _time_batches(runtime, images: np.ndarray, batch_size: int, settings: BenchSettings) -> dict:
@@ -186,10 +244,22 @@ def _time_batches(runtime, images: np.ndarray, batch_size: int, settings: BenchS
 
 
 def _sweep(runtime, images: np.ndarray, settings: BenchSettings) -> dict:
-    """Throughput per batch size, smallest first; a batch that runs out of memory is recorded with its
-    error and ends the sweep (larger ones would not fit either)."""
+    """Throughput per batch size, smallest first. A size above the runtime's `max_batch`, or whose tensors
+    would not fit in the memory available now, is `skipped` (that size only); a batch that still runs out
+    of memory is recorded with its error and ends the sweep (larger ones would not fit either)."""
     results = {}
+    per_image, limit = None, getattr(runtime, "max_batch", None)
     for bs in sorted(settings.batch_sizes):
+        if limit is not None and bs > limit:
+            results[str(bs)] = {"skipped": f"batch {bs} is above this runtime's max_batch {limit} "
+                                           "(the engine's profile maximum; rebuild with a larger --max-batch)"}
+            continue
+        if per_image is None:
+            per_image = _bytes_per_image(runtime, images)
+        reason = _does_not_fit(runtime, bs, per_image)
+        if reason:
+            results[str(bs)] = {"skipped": reason}
+            continue
         try:
             results[str(bs)] = _time_batches(runtime, images, bs, settings)
         except Exception as e:  # torch.cuda.OutOfMemoryError, MemoryError, ORT allocation failures
@@ -198,6 +268,55 @@ def _sweep(runtime, images: np.ndarray, settings: BenchSettings) -> dict:
             results[str(bs)] = {"error": f"out of memory at batch {bs}: {str(e).splitlines()[0][:200]}"}
             break
     return results
+
+
+def _bytes_per_image(runtime, images: np.ndarray) -> dict[str, int]:
+    """Host bytes one image costs in a timed batch: the uint8 gather, the float32 input, the outputs
+    (measured on one image). The model's own working memory is not counted: the estimate is a floor."""
+    outputs = runtime.infer(runtime.contract.normalize_uint8(images[:1]))
+    c, h, w = runtime.contract.input_shape
+    return {"input": c * h * w * 4, "uint8": c * h * w, "output": sum(int(v.nbytes) for v in outputs.values())}
+
+
+def _does_not_fit(runtime, batch_size: int, per_image: dict[str, int]) -> str | None:
+    """A reason when a batch's tensors need more memory than is available now (host, and the GPU for
+    device runtimes), else None."""
+    host = batch_size * (per_image["uint8"] + 2 * per_image["input"] + per_image["output"])  # + contiguous copy
+    checks = [("", host, _host_available())]
+    if str(getattr(runtime, "device", "cpu")).split(":")[0] in ("cuda", "tensorrt"):
+        checks.append((" on the GPU", batch_size * (per_image["input"] + per_image["output"]), _gpu_available(runtime)))
+    for where, need, available in checks:
+        if available is not None and need > available:
+            return f"batch {batch_size} needs ~{format_bytes(need)}{where}, {format_bytes(available)} available"
+    return None
+
+
+def _host_available() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import os
+
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gpu_available(runtime) -> int | None:
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        device = str(runtime.device)
+        index = int(device.split(":")[1]) if ":" in device else 0
+        return int(torch.cuda.mem_get_info(index)[0])
+    except Exception:  # no torch, no driver: the runtime will say so itself
+        return None
 
 
 def _is_out_of_memory(error: Exception) -> bool:

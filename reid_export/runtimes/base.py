@@ -30,6 +30,9 @@ class Runtime(ABC):
         self.contract: Preprocess | None = None  # set by activate()
         self.provider: str = "?"  # what actually runs the model (execution provider / device), set by activate()
         self.precision: str = "fp32"  # numeric precision of the artefact, set by activate()
+        # the largest batch one infer() call accepts (a TensorRT engine's profile maximum), set by activate();
+        # None when unbounded. Callers split work to fit it; a benchmark skips batch sizes above it.
+        self.max_batch: int | None = None
 
     # -- public API ----------------------------------------------------------------------
     def activate(self) -> "Runtime":
@@ -68,6 +71,9 @@ class Runtime(ABC):
                 f"{self.name}: input batch has shape {batch.shape}, the model expects (N>0, {', '.join(map(str, expected))}) "
                 "as given by its preprocessing contract; preprocess images with runtime.contract"
             )
+        if self.max_batch is not None and batch.shape[0] > self.max_batch:
+            raise ReidExportError(f"{self.name}: a batch of {batch.shape[0]} is more than this runtime accepts "
+                                  f"(max_batch {self.max_batch}); split it into batches of at most {self.max_batch}")
         return np.ascontiguousarray(batch, dtype=np.float32)
 
     def deactivate(self) -> None:
@@ -87,7 +93,7 @@ class Runtime(ABC):
     # -- what a backend provides -----------------------------------------------------------
     @abstractmethod
     def _activate_impl(self) -> None:
-        """Load the artefact; set self.contract, self.provider and self.precision."""
+        """Load the artefact; set self.contract, self.provider, self.precision (and self.max_batch if bounded)."""
 
     @abstractmethod
     def _infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:

@@ -14,6 +14,7 @@ def infer_images(runtime: Runtime, images: np.ndarray, *, batch_size: int = 64, 
                  description: str = "embedding") -> dict[str, np.ndarray]:
     """Run uint8 images (N, H, W, 3) through an active runtime, normalised with its own contract;
     returns {"embedding": (N, D)[, "attributes": (N, 30)]} as float32."""
+    batch_size = min(batch_size, runtime.max_batch or batch_size)  # the runtime owns its limit (engine profile)
     outputs: dict[str, list[np.ndarray]] = {}
     with progress_bar(f"{description} ({runtime.name})", len(images), enabled=progress) as advance:
         for start in range(0, len(images), batch_size):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artefacts.onnx_metadata import INPUT_NAME, read_onnx_info
-from ..errors import RuntimeUnavailable
+from ..errors import ReidExportError, RuntimeUnavailable
 from ..files import ENGINES_DIR
 from .base import Runtime
 
@@ -26,11 +26,11 @@ class OnnxRuntime(Runtime):
     name = "onnxruntime"
 
     def __init__(self, artefact, *, device: str = "cpu", threads: int = 0, trt_cache_dir: str | Path = TRT_CACHE_DIR,
-                 max_batch: int = 128):
+                 trt_profile_max_batch: int = 128):
         super().__init__(artefact, device=device)
         self.threads = threads  # intra-op threads; 0 lets ONNX Runtime use every core
         self.trt_cache_dir = Path(trt_cache_dir)
-        self.max_batch = max_batch  # TensorRT EP profile: batch 1..max_batch
+        self.trt_profile_max_batch = trt_profile_max_batch  # TensorRT EP profile: batch 1..this (its max_batch)
         self._session = None
 
     def _activate_impl(self) -> None:
@@ -60,7 +60,7 @@ class OnnxRuntime(Runtime):
         try:
             self._session = ort.InferenceSession(str(self.artefact), sess_options=options, providers=providers)
         except Exception as e:  # ORT raises its own exception types for missing CUDA/TensorRT libraries
-            raise RuntimeUnavailable(f"onnxruntime: could not start {wanted} ({str(e).splitlines()[0]})") from e
+            raise _session_error(self.artefact, wanted, e) from None
         used = self._session.get_providers()
         if used[0] != wanted:
             raise RuntimeUnavailable(
@@ -68,6 +68,9 @@ class OnnxRuntime(Runtime):
                 "(CUDA/TensorRT libraries missing or no GPU); use device cpu"
             )
         self.provider = used[0]
+        if kind == "tensorrt":
+            self.max_batch = self.trt_profile_max_batch
+        _check_graph_input(self.artefact, self._session.get_inputs()[0].shape, self.contract)
         self._input = self._session.get_inputs()[0].name
         self._outputs = [o.name for o in self._session.get_outputs()]
         self._on_device = kind != "cpu"
@@ -89,7 +92,7 @@ class OnnxRuntime(Runtime):
             "trt_int8_enable": self.precision == "int8",  # explicit Q/DQ: no calibration table needed
             "trt_profile_min_shapes": f"{input_name}:1x3x{shape}",
             "trt_profile_opt_shapes": f"{input_name}:32x3x{shape}",
-            "trt_profile_max_shapes": f"{input_name}:{self.max_batch}x3x{shape}",
+            "trt_profile_max_shapes": f"{input_name}:{self.trt_profile_max_batch}x3x{shape}",
         }
         return [(wanted, trt_options), ("CUDAExecutionProvider", {"device_id": _device_index(self.device)})]
 
@@ -126,6 +129,31 @@ class OnnxRuntime(Runtime):
 
     def _deactivate_impl(self) -> None:
         self._session = None
+
+
+def _session_error(path, provider: str, error: Exception) -> ReidExportError:
+    """A broken or unsafe model is a failure; a provider that cannot start here is "unavailable"."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if "escapes model directory" in text or "External data path" in text:
+        return ReidExportError(f"{path}: its external weight data lies outside the model's folder, so ONNX Runtime "
+                               f"refused to load it (refused for safety; {text[:300]}); keep the .onnx and its data "
+                               "file in one folder")
+    if provider == "CPUExecutionProvider" or any(s in text for s in ("INVALID_GRAPH", "INVALID_PROTOBUF",
+                                                                      "IR version", "NOT_IMPLEMENTED")):
+        return ReidExportError(f"{path}: ONNX Runtime cannot load this model ({text[:400]}); re-export it with "
+                               "`reid-export onnx`")
+    return RuntimeUnavailable(f"onnxruntime: could not start {provider} ({text[:400]})")
+
+
+def _check_graph_input(path, shape, contract) -> None:
+    """The graph's input (N, 3, H, W) must be what the metadata contract promises."""
+    expected = contract.input_shape
+    found = tuple(shape[1:]) if len(shape) == 4 else None
+    if found is None or any(isinstance(d, int) and d != e for d, e in zip(found, expected)):
+        raise ReidExportError(
+            f"{path}: its metadata contract says input {expected[1]}x{expected[2]} (3 x H x W = {expected}) but the "
+            f"graph's input is {list(shape)}; the metadata does not belong to this graph: re-export the model with "
+            "`reid-export onnx` instead of editing its metadata")
 
 
 def _device_index(device: str) -> int:

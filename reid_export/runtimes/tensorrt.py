@@ -68,15 +68,25 @@ class TensorRTRuntime(Runtime):
         flag = "+fp16-flag" if sidecar.get("builder", {}).get("fp16_flag") else ""
         self.precision = f"{sidecar['precision']}{flag}"
         self.provider = f"TensorRT {trt.__version__} on {gpu}"
+        self.max_batch = int(sidecar["profile"]["max"][0])  # the engine's profile maximum
 
     def _infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        import torch
+        return self._infer_staged_impl(batch)[0]
 
+    def _infer_staged_impl(self, batch: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """Copy in, run, copy out on the runtime's stream, syncing it before each clock read."""
+        import time
+
+        import torch
 
         check_batch(self.sidecar, len(batch))
         name, ctx = self._inputs[0], self._context
         with torch.cuda.device(self._device), torch.cuda.stream(self._stream):
+            stream = torch.cuda.current_stream(self._device)  # self._stream, made current above
+            t0 = time.perf_counter()
             x = torch.from_numpy(batch).to(self._device).to(self._dtypes[name]).contiguous()
+            stream.synchronize()
+            t1 = time.perf_counter()
             if not ctx.set_input_shape(name, tuple(x.shape)):
                 raise ReidExportError(f"tensorrt: the engine rejected input shape {tuple(x.shape)} for {name!r}")
             ctx.set_tensor_address(name, x.data_ptr())
@@ -84,12 +94,14 @@ class TensorRTRuntime(Runtime):
             for out in self._outputs:  # output shapes are known once the input shape is set
                 outputs[out] = torch.empty(tuple(ctx.get_tensor_shape(out)), dtype=self._dtypes[out], device=self._device)
                 ctx.set_tensor_address(out, outputs[out].data_ptr())
-            stream = torch.cuda.current_stream(self._device)  # self._stream, made current above
             if not ctx.execute_async_v3(stream.cuda_stream):
                 raise ReidExportError(f"tensorrt: execute_async_v3 failed for a batch of {len(batch)}; "
                                       "see the TensorRT messages above")
             stream.synchronize()
-            return {n: t.float().cpu().numpy() for n, t in outputs.items()}
+            t2 = time.perf_counter()
+            host = {n: t.float().cpu().numpy() for n, t in outputs.items()}  # .cpu() waits for the copy
+            t3 = time.perf_counter()
+        return host, {"h2d": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "d2h": (t3 - t2) * 1e3}
 
     def _deactivate_impl(self) -> None:
         # release in reverse order of creation; the logger goes last
