@@ -230,6 +230,80 @@ def predict(
                    "(train with attributes and export with --with-attributes)")
 
 
+index_app = typer.Typer(no_args_is_help=True, help="Build and change a gallery for `reid-export serve`.")
+app.add_typer(index_app, name="index")
+
+
+@index_app.command("build")
+def index_build(
+    data: Annotated[Path, typer.Option(help="Images to index: a Market-1501 folder (its bounding_box_test/), a course folder (its test/), or any folder of crops.")],
+    model: Annotated[str, typer.Option(help="PATH or RUNTIME=PATH: the artefact the gallery is built (and later served) with.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Gallery folder to write (atomically).")],
+    batch_size: Annotated[int, typer.Option(help="Images per runtime call.")] = 64,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing gallery folder.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Embed every image of a folder into a new gallery: embeddings, crops, pid/camera, attributes, model sha256."""
+    from .serve.indexing import build_gallery  # lazy: serve package (kept out of --help)
+
+    out = build_gallery(data, model, out, overwrite=overwrite, batch_size=batch_size, progress=not quiet)
+    typer.echo(f"wrote gallery {out}")
+
+
+@index_app.command("add")
+def index_add(
+    gallery: Annotated[Path, typer.Argument(help="Gallery folder written by `reid-export index build`.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders to add.")],
+    model: Annotated[str, typer.Option(help="PATH or RUNTIME=PATH: the artefact the gallery was built with.")],
+    batch_size: Annotated[int, typer.Option(help="Images per runtime call.")] = 64,
+    commit_every: Annotated[int, typer.Option(help="Images per gallery commit (a killed add loses at most one commit).")] = 256,
+    quiet: Quiet = False,
+) -> None:
+    """Add images to a gallery (refused if the model is not the one it was built with)."""
+    from .serve.indexing import add_to_gallery  # lazy: serve package (kept out of --help)
+
+    size = add_to_gallery(gallery, model, images, batch_size=batch_size, commit_every=commit_every, progress=not quiet)
+    typer.echo(f"gallery {gallery}: {size} items")
+
+
+@index_app.command("remove")
+def index_remove(
+    gallery: Annotated[Path, typer.Argument(help="Gallery folder.")],
+    ids: Annotated[list[str], typer.Argument(help="Item ids to remove (their embeddings and crops leave the disk).")],
+) -> None:
+    """Remove items from a gallery by id."""
+    from .serve.indexing import remove_from_gallery  # lazy: serve package (kept out of --help)
+
+    size = remove_from_gallery(gallery, ids)
+    typer.echo(f"gallery {gallery}: removed {len(ids)}, {size} items left")
+
+
+@app.command()
+def serve(
+    model: Annotated[str, typer.Option(help="PATH or RUNTIME=PATH, any runtime the bench knows (onnxruntime=..., torch=...).")],
+    gallery: Annotated[Path, typer.Option(help="Gallery folder built with the same model (`reid-export index build`).")],
+    host: Annotated[str, typer.Option(help="Address to bind; anything but loopback needs --token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    token: Annotated[Optional[str], typer.Option(help="Require 'Authorization: Bearer TOKEN' (default: $REID_EXPORT_TOKEN).")] = None,
+    max_batch: Annotated[int, typer.Option(help="Dynamic batching: images per coalesced runtime call.")] = 32,
+    max_delay_ms: Annotated[float, typer.Option(help="Dynamic batching: how long a request waits for others to join.")] = 5.0,
+    batching: Annotated[bool, typer.Option(help="Coalesce concurrent requests (--no-batching: one runtime call per request).")] = True,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest accepted image file, in MB.")] = 10.0,
+    store: Annotated[str, typer.Option(help="Vector store: embedded | milvus.")] = "embedded",
+    milvus_uri: Annotated[Optional[str], typer.Option(help="Milvus: http://HOST:19530, or a milvus-lite .db file (default GALLERY/milvus.db).")] = None,
+) -> None:
+    """Serve search over a gallery: HTTP API, a web page at /, Prometheus /metrics, OpenAPI at /docs."""
+    from .serve.batching import BatchingSettings  # lazy: serve package (kept out of --help)
+    from .serve.server import serve as run_server  # lazy: fastapi, uvicorn
+    from .serve.service import ServeSettings  # lazy: serve package (kept out of --help)
+    from .serve.uploads import UploadLimits  # lazy: serve package (kept out of --help)
+
+    settings = ServeSettings(model=model, gallery=gallery, host=host, port=port, token=token, store=store,
+                             milvus_uri=milvus_uri, limits=UploadLimits(max_bytes=int(max_upload_mb * 1024 * 1024)),
+                             batching=BatchingSettings(enabled=batching, max_batch=max_batch, max_delay_ms=max_delay_ms))
+    run_server(settings)
+
+
 @app.command()
 def demo(
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help=f"Folder for everything. Default: {RUNS_DIR}/demo-<time>.")] = None,

@@ -1,0 +1,235 @@
+"""The FastAPI app: HTTP in front of `ReidService`.
+
+    app = create_app(ServeSettings(model="engines/model.onnx", gallery="runs/gallery"))
+
+Endpoints (OpenAPI at /docs): `POST /v1/embed`, `POST /v1/search`, `GET|POST /v1/gallery`,
+`DELETE /v1/gallery/{id}`, `GET /v1/gallery/{id}/image`, `GET /v1/info`, `GET /healthz`, `GET /readyz`,
+`GET /metrics`, and the page at `/` (static files under /static).
+
+Every error is JSON `{"error": "..."}` with a 4xx for the request's own fault (a non-image, a corrupt or
+empty or tiny upload, a wrong field, a bad k) and a 5xx for a runtime failure, for that request only.
+With a token, every endpoint but /healthz and the page shell (/, /static: no data) needs
+`Authorization: Bearer TOKEN`; the page sends it with every call. fastapi is imported here only
+(`pip install "reid-export[serve]"`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import time
+from importlib import resources
+from pathlib import Path
+
+from ..errors import ReidExportError
+
+try:
+    from fastapi import FastAPI, File, Form, Request, UploadFile
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+    from fastapi.staticfiles import StaticFiles
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+except ImportError as e:  # pragma: no cover - exercised by the import test without fastapi
+    raise ReidExportError('the Re-ID service needs fastapi, uvicorn and python-multipart: '
+                          'pip install "reid-export[serve]"') from e
+
+from .gallery import IMAGE_TYPES, ITEM_ID, GalleryError
+from .indexing import attribute_codes
+from .metrics import Metrics
+from .service import MAX_K, ReidService, ServeSettings, readable_attributes
+from .uploads import UploadError, check_image
+
+__all__ = ["create_app", "PUBLIC_PATHS"]
+
+PUBLIC_PATHS = ("/healthz", "/", "/favicon.ico")  # plus /static/*: the page shell, which holds no data
+_NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+def create_app(settings: ServeSettings, *, runtime=None) -> FastAPI:
+    """The app for `settings`; the runtime, gallery and store open on start-up (lifespan) and close on shutdown.
+    `runtime` (not yet activated) replaces the one `settings.model` names (tests)."""
+    service = ReidService(settings, runtime=runtime)
+    metrics = Metrics(queue_depth=lambda: service.batcher.queued_images if service.batcher else 0,
+                      gallery_size=lambda: len(service.gallery) if service.gallery else 0)
+    service.on_batch = metrics.observe_batch
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(title="reid-export", version="1", lifespan=lifespan,
+                  description="Person re-identification: embed crops, search a gallery, manage it.")
+    app.state.service, app.state.metrics = service, metrics
+    static = Path(str(resources.files("reid_export.serve") / "static"))
+    app.mount("/static", StaticFiles(directory=static), name="static")
+    _install_middleware(app, settings, metrics)
+    _install_error_handlers(app)
+    limits = settings.limits
+
+    async def read_images(files: list[UploadFile]) -> list[tuple]:
+        if len(files) > limits.max_files:
+            raise UploadError(413, f"{len(files)} images in one request; send at most {limits.max_files}")
+        uploads = []
+        for f in files:
+            data = await f.read(limits.max_bytes + 1)
+            pixels, suffix = await asyncio.to_thread(check_image, data, f.filename, service.contract, limits)
+            uploads.append((pixels, data, suffix, f.filename or ""))
+        return uploads
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse((static / "index.html").read_text(), headers={"Cache-Control": "no-cache"})
+
+    @app.get("/healthz", summary="The process is up")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="The model, gallery and inference worker are ready")
+    async def readyz():
+        ready = service.ready and service.batcher is not None and service.batcher.running
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+    @app.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
+    async def metrics_endpoint() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    @app.get("/v1/info", summary="The model (runtime, precision, contract) and the gallery")
+    async def info() -> dict:
+        return service.describe()
+
+    @app.post("/v1/embed", summary="Embeddings (and attributes) of one or more images")
+    async def embed(images: list[UploadFile] = File(..., description="image files (repeat the field)")) -> dict:
+        uploads = await read_images(images)
+        outputs = await _infer(service.embed([u[0] for u in uploads]))
+        codes = attribute_codes(outputs)
+        return {"items": [{"filename": u[3], "embedding": outputs["embedding"][i].tolist(),
+                           "attributes": readable_attributes(codes[i])} for i, u in enumerate(uploads)],
+                "dim": int(outputs["embedding"].shape[1])}
+
+    @app.post("/v1/search", summary="The gallery items closest to a query image")
+    async def search(image: UploadFile = File(..., description="the query crop"),
+                     k: int = Form(10, description=f"results wanted, 1..{MAX_K}"),
+                     exclude_camera: int | None = Form(None, description="leave out items of this camera")) -> dict:
+        if not 1 <= k <= MAX_K:
+            raise UploadError(422, f"k must be between 1 and {MAX_K}, got {k}")
+        (pixels, _, _, name), = await read_images([image])
+        query, results = await _infer(service.search(pixels, k, exclude_camera))
+        return {"query": {"filename": name, "attributes": query.get("attributes")}, "k": k,
+                "exclude_camera": exclude_camera, "results": results}
+
+    @app.get("/v1/gallery", summary="Gallery items, a page at a time")
+    async def list_gallery(offset: int = 0, limit: int = 100) -> dict:
+        if offset < 0 or not 1 <= limit <= 1000:
+            raise UploadError(422, f"offset must be 0 or more and limit 1..1000, got offset {offset}, limit {limit}")
+        return service.list_items(offset, limit)
+
+    @app.post("/v1/gallery", summary="Add crops to the gallery", status_code=201)
+    async def add(images: list[UploadFile] = File(..., description="person crops (repeat the field)"),
+                  camid: int | None = Form(None, description="camera of all the crops (default: from the name)"),
+                  pid: int | None = Form(None, description="person id of all the crops (default: from the name)")):
+        uploads = await read_images(images)
+        items = await _infer(service.add(uploads, camid=camid, pid=pid))
+        return JSONResponse({"added": items, "gallery_items": len(service.gallery)}, status_code=201)
+
+    @app.delete("/v1/gallery/{item_id}", summary="Remove an item: its embedding and stored crop leave the disk")
+    async def remove(item_id: str) -> dict:
+        _known(service, item_id)
+        item = await service.remove(item_id)
+        return {"removed": item["id"], "gallery_items": len(service.gallery)}
+
+    @app.get("/v1/gallery/{item_id}/image", summary="The stored crop of an item")
+    async def image(item_id: str) -> FileResponse:
+        _known(service, item_id)
+        path = service.gallery.image_path(item_id)
+        return FileResponse(path, media_type=IMAGE_TYPES.get(path.suffix, "application/octet-stream"),
+                            headers=_NO_STORE)
+
+    return app
+
+
+async def _infer(awaitable):
+    """A runtime failure becomes a 500 for this request; a service not (yet) running a 503."""
+    try:
+        return await awaitable
+    except (UploadError, GalleryError):
+        raise
+    except ReidExportError as e:
+        if "not running" in str(e):
+            raise UploadError(503, str(e)) from None
+        raise UploadError(500, f"inference failed: {e}") from None
+    except Exception as e:  # noqa: BLE001 - a backend's own exception types
+        raise UploadError(500, f"inference failed ({type(e).__name__}: {e})") from None
+
+
+def _known(service: ReidService, item_id: str) -> None:
+    if not ITEM_ID.match(item_id) or item_id not in service.gallery:
+        raise UploadError(404, f"no gallery item {item_id[:40]!r}; ids are 16 hex digits, as returned by "
+                          "/v1/search and /v1/gallery")
+
+
+def _install_middleware(app: FastAPI, settings: ServeSettings, metrics: Metrics) -> None:
+    token = settings.token
+    max_body = settings.limits.max_bytes * settings.limits.max_files + (1 << 20)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        t0 = time.perf_counter()
+        path = request.url.path
+        if token and not (path in PUBLIC_PATHS or path.startswith("/static/")):
+            sent = request.headers.get("authorization", "")
+            scheme, _, value = sent.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+                response = JSONResponse({"error": "missing or wrong token: send the header "
+                                         "'Authorization: Bearer TOKEN' (the --token the server was started with)"},
+                                        status_code=401, headers={"WWW-Authenticate": "Bearer"})
+                metrics.observe_request("unauthorized", 401, time.perf_counter() - t0)
+                return response
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > max_body:
+            response = JSONResponse({"error": f"request body of {length} bytes is over the limit of {max_body} "
+                                     "bytes"}, status_code=413)
+        else:
+            response = await call_next(request)
+        route = request.scope.get("route")
+        metrics.observe_request(getattr(route, "path", "other"), response.status_code, time.perf_counter() - t0)
+        return response
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(UploadError)
+    async def upload_error(request: Request, exc: UploadError):
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(GalleryError)
+    async def gallery_error(request: Request, exc: GalleryError):
+        return JSONResponse({"error": str(exc)}, status_code=404)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            if err.get("type") == "missing":
+                problems.append(f"missing field {where!r}")
+            else:
+                problems.append(f"field {where!r}: {err.get('msg')}")
+        fields = {"/v1/search": "'image' (a file), optional 'k' and 'exclude_camera'",
+                  "/v1/embed": "'images' (one or more files)", "/v1/gallery": "'images' (one or more files), "
+                  "optional 'camid' and 'pid'"}.get(request.url.path)
+        hint = f"; this endpoint takes multipart fields {fields}" if fields else ""
+        return JSONResponse({"error": "; ".join(problems) + hint}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        return JSONResponse({"error": f"internal error ({type(exc).__name__}); the server is still up"},
+                            status_code=500)

@@ -1,0 +1,166 @@
+"""Dynamic batching: concurrent requests coalesced into one runtime call, as Triton's dynamic batcher does.
+
+    batcher = DynamicBatcher(runtime, max_batch=32, max_delay_ms=5)
+    await batcher.start()
+    out = await batcher.infer(images)        # uint8 (N, H, W, 3) -> {"embedding": (N, D), ...}
+    await batcher.stop()                     # runs what is queued, then stops
+
+A worker task takes the first waiting request, then keeps taking requests until `max_batch` images are
+gathered or `max_delay_ms` has passed since the first arrived; the batch is normalised and run in one
+`runtime.infer` call on a single inference thread (off the event loop), split into calls of at most the
+runtime's own `max_batch` when it has one. A request is never split across batches unless it alone
+is larger than `max_batch`. `enabled=False` runs each request on its own (the "batching off" baseline).
+
+When a coalesced call fails, each of its requests is run again alone, so a runtime error fails only
+the request that caused it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ReidExportError
+from ..runtimes import Runtime
+
+__all__ = ["DynamicBatcher", "BatchingSettings"]
+
+
+@dataclass(frozen=True)
+class BatchingSettings:
+    enabled: bool = True  # coalesce concurrent requests; False: one runtime call per request
+    max_batch: int = 32  # images per coalesced runtime call, at most
+    max_delay_ms: float = 5.0  # how long the first request of a batch waits for others to join
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1:
+            raise ReidExportError(f"--max-batch must be 1 or more, got {self.max_batch}")
+        if self.max_delay_ms < 0:
+            raise ReidExportError(f"--max-delay-ms must be 0 or more, got {self.max_delay_ms}")
+
+
+@dataclass
+class _Request:
+    images: np.ndarray
+    future: asyncio.Future
+    queued_at: float = field(default_factory=time.perf_counter)
+
+
+class DynamicBatcher:
+    def __init__(self, runtime: Runtime, settings: BatchingSettings | None = None,
+                 on_batch: Callable[[int, float], None] | None = None):
+        self.runtime = runtime
+        self.settings = settings or BatchingSettings()
+        self.on_batch = on_batch  # called with (images in the runtime call, seconds it took)
+        runtime_max = getattr(runtime, "max_batch", None)
+        self.call_max = min(self.settings.max_batch, runtime_max) if runtime_max else self.settings.max_batch
+        self._queue: asyncio.Queue[_Request | None] | None = None
+        self._worker: asyncio.Task | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reid-infer")
+        self._accepting = False
+        self.queued_images = 0  # images waiting for the runtime (the queue-depth gauge)
+
+    @property
+    def running(self) -> bool:
+        return self._worker is not None and not self._worker.done()
+
+    async def start(self) -> None:
+        self._accepting = True
+        self._queue = asyncio.Queue()
+        self._worker = asyncio.create_task(self._run(), name="reid-batcher")
+
+    async def stop(self) -> None:
+        """Finish every queued request, then stop the worker."""
+        if self._worker is None:
+            return
+        self._accepting = False  # nothing is queued behind the stop marker
+        await self._queue.put(None)
+        await self._worker
+        self._worker = None
+        self._pool.shutdown(wait=True)
+
+    async def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """uint8 images (N, H, W, 3) at the runtime's contract size -> the runtime's outputs for them."""
+        if not (self.running and self._accepting):
+            raise ReidExportError("the inference worker is not running (the service is starting or stopping)")
+        future = asyncio.get_running_loop().create_future()
+        self.queued_images += len(images)
+        await self._queue.put(_Request(images, future))
+        return await future
+
+    # -- the worker ------------------------------------------------------------------------
+    async def _run(self) -> None:
+        carry: _Request | None = None  # a request that did not fit the last batch: it opens the next one
+        while True:
+            first = carry if carry is not None else await self._queue.get()
+            carry = None
+            if first is None:
+                return
+            batch, size, stop = [first], len(first.images), False
+            if self.settings.enabled:
+                deadline = first.queued_at + self.settings.max_delay_ms / 1e3
+                while size < self.settings.max_batch:
+                    timeout = deadline - time.perf_counter()
+                    try:
+                        nxt = self._queue.get_nowait() if timeout <= 0 else \
+                            await asyncio.wait_for(self._queue.get(), timeout)
+                    except (asyncio.TimeoutError, asyncio.QueueEmpty):
+                        break
+                    if nxt is None:
+                        stop = True
+                        break
+                    if size + len(nxt.images) > self.settings.max_batch:
+                        carry = nxt
+                        break
+                    batch.append(nxt)
+                    size += len(nxt.images)
+            await self._serve(batch)
+            if stop:  # the stop marker is the last thing queued: nothing is left behind
+                return
+
+    async def _serve(self, batch: list[_Request], *, retry: bool = False) -> None:
+        if not retry:
+            self.queued_images -= sum(len(r.images) for r in batch)
+        loop = asyncio.get_running_loop()
+        images = batch[0].images if len(batch) == 1 else np.concatenate([r.images for r in batch])
+        try:
+            outputs = await loop.run_in_executor(self._pool, self._call, images)
+        except Exception as error:  # noqa: BLE001 - handed to the requests, never raised in the worker
+            if len(batch) == 1:
+                _settle(batch[0], error=error)
+            else:  # find which request failed: each alone
+                for request in batch:
+                    await self._serve([request], retry=True)
+            return
+        start = 0
+        for request in batch:
+            n = len(request.images)
+            _settle(request, {key: value[start:start + n] for key, value in outputs.items()})
+            start += n
+
+    def _call(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """On the inference thread: normalise and run, in calls of at most `call_max` images."""
+        t0 = time.perf_counter()
+        parts: dict[str, list[np.ndarray]] = {}
+        for start in range(0, len(images), self.call_max):
+            chunk = self.runtime.contract.normalize_uint8(images[start:start + self.call_max])
+            for key, value in self.runtime.infer(chunk).items():
+                parts.setdefault(key, []).append(value)
+        outputs = {key: np.concatenate(values) for key, values in parts.items()}
+        if self.on_batch is not None:
+            self.on_batch(len(images), time.perf_counter() - t0)
+        return outputs
+
+
+def _settle(request: _Request, outputs: dict | None = None, error: BaseException | None = None) -> None:
+    if request.future.done():  # the client went away
+        return
+    if error is not None:
+        request.future.set_exception(error)
+    else:
+        request.future.set_result(outputs)

@@ -1,0 +1,63 @@
+"""`reid-export serve`: the app under uvicorn, with safe defaults.
+
+* Binds 127.0.0.1 unless told otherwise; a non-loopback address without a token is refused.
+* The token comes from `--token` or the environment variable `REID_EXPORT_TOKEN`.
+* SIGTERM / SIGINT: uvicorn stops accepting connections and lets in-flight requests finish
+  (up to `GRACEFUL_SECONDS`); then the app's shutdown drains queued inference and closes the gallery
+  (every gallery write is committed before its request is answered, so nothing is left pending).
+* Access logs carry method, path and status; never a body, so image bytes are never logged.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from dataclasses import replace
+
+from ..errors import ReidExportError
+from .service import ServeSettings
+
+__all__ = ["serve", "check_bind", "TOKEN_ENV", "GRACEFUL_SECONDS"]
+
+TOKEN_ENV = "REID_EXPORT_TOKEN"
+GRACEFUL_SECONDS = 30  # how long SIGTERM waits for in-flight requests
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse to bind a non-loopback address without a token."""
+    if token or _is_loopback(host):
+        return
+    raise ReidExportError(f"refusing to serve on {host} without a token: anyone who can reach it could read and "
+                          f"change the gallery (personal data). Pass --token SECRET (or set {TOKEN_ENV}), "
+                          "or bind 127.0.0.1")
+
+
+def serve(settings: ServeSettings, *, log_level: str = "info") -> None:
+    """Run the service until SIGTERM/SIGINT."""
+    try:
+        import uvicorn
+    except ImportError as e:
+        raise ReidExportError('reid-export serve needs uvicorn: pip install "reid-export[serve]"') from e
+    from .app import create_app  # lazy: fastapi
+
+    token = settings.token or os.environ.get(TOKEN_ENV) or None
+    check_bind(settings.host, token)
+    if token != settings.token:
+        settings = replace(settings, token=token)
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level,
+                            timeout_graceful_shutdown=GRACEFUL_SECONDS, server_header=False)
+    uvicorn.Server(config).run()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return all(ipaddress.ip_address(info[4][0]).is_loopback for info in socket.getaddrinfo(host, None))
+        except (OSError, ValueError):
+            return False

@@ -1,0 +1,186 @@
+"""The Re-ID service without HTTP: a runtime behind a dynamic batcher, a gallery folder and a vector store.
+
+    service = ReidService(ServeSettings(model="engines/model.onnx", gallery="runs/gallery"))
+    await service.start()
+    hits = await service.search(pixels, k=10, exclude_camera=1)
+    await service.stop()          # drains queued inference; gallery writes are committed before they answer
+
+The app (`app.py`) turns HTTP requests into these calls. Whatever the bench ran is what serves: the
+runtime comes from `runtimes.make_runtime` for the same `--model` spec, and the gallery must have been
+built with the same artefact (sha256 and contract), or start-up is refused naming both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..data.attributes import ATTRIBUTE_CODES, ATTRIBUTE_NAMES
+from ..data.market1501 import parse_name
+from ..errors import ReidExportError
+from ..runtimes import make_runtime, parse_model_spec
+from .batching import BatchingSettings, DynamicBatcher
+from .gallery import Gallery, GalleryItem, NewItem, model_identity
+from .indexing import attribute_codes
+from .stores import STORES, EmbeddedStore, GalleryStore
+from .uploads import UploadLimits
+
+__all__ = ["ServeSettings", "ReidService", "MAX_K", "readable_attributes", "make_store"]
+
+MAX_K = 1000  # largest k a search may ask for
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    model: str  # PATH or RUNTIME=PATH, as for `reid-export bench`
+    gallery: str | Path  # a gallery folder written by `reid-export index build`
+    host: str = "127.0.0.1"  # address to bind; a non-loopback one needs a token
+    port: int = 8000
+    token: str | None = None  # when set, every endpoint but /healthz (and the page shell) needs `Bearer TOKEN`
+    batching: BatchingSettings = field(default_factory=BatchingSettings)
+    limits: UploadLimits = field(default_factory=UploadLimits)
+    store: str = "embedded"  # embedded | milvus
+    milvus_uri: str | None = None  # milvus: http://HOST:19530, or a milvus-lite .db file (default GALLERY/milvus.db)
+    faiss: bool = False  # embedded store: rank with a faiss flat index
+
+
+class ReidService:
+    def __init__(self, settings: ServeSettings, *, runtime=None, on_batch=None):
+        self.settings = settings
+        self.runtime = runtime  # tests may hand in a runtime; otherwise made from settings.model at start
+        self.on_batch = on_batch
+        self.gallery: Gallery | None = None
+        self.store: GalleryStore | None = None
+        self.batcher: DynamicBatcher | None = None
+        self._write_lock = threading.Lock()  # one gallery change at a time (commits run in threads)
+        self.ready = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        await asyncio.to_thread(self._open)
+        self.batcher = DynamicBatcher(self.runtime, self.settings.batching, on_batch=self.on_batch)
+        await self.batcher.start()
+        self.ready = True
+
+    def _open(self) -> None:
+        if self.runtime is None:
+            name, path = parse_model_spec(self.settings.model)
+            self.runtime = make_runtime(name, path)
+        self.runtime.activate()
+        self.gallery = Gallery.open(self.settings.gallery, model=model_identity(self.runtime), writable=True)
+        options = {"faiss": self.settings.faiss} if self.settings.store == "embedded" else \
+            {"uri": self.settings.milvus_uri or str(Path(self.settings.gallery) / "milvus.db")}
+        self.store = make_store(self.settings.store, **options)
+        self.store.sync(self.gallery.ids, self.gallery.embeddings, self.gallery.camids())
+
+    async def stop(self) -> None:
+        """Finish queued inference and in-flight gallery writes, then release everything."""
+        self.ready = False
+        if self.batcher is not None:
+            await self.batcher.stop()
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        with self._write_lock:  # waits for a commit in progress
+            if self.store is not None:
+                self.store.close()
+            if self.gallery is not None:
+                self.gallery.close()
+            if self.runtime is not None:
+                self.runtime.deactivate()
+
+    # -- what the endpoints do ---------------------------------------------------------------
+    @property
+    def contract(self):
+        return self.runtime.contract
+
+    def describe(self) -> dict:
+        c = self.runtime.contract
+        cameras = sorted({item.camid for item in self.gallery.items if item.camid is not None}) if self.gallery else []
+        return {"runtime": self.runtime.name, "provider": self.runtime.provider, "precision": self.runtime.precision,
+                "model": self.gallery.model.name if self.gallery else "", "model_sha256": self.gallery.model.sha256
+                if self.gallery else "", "contract": c.to_dict(), "input": f"{c.height}x{c.width}",
+                "gallery_items": len(self.gallery) if self.gallery else 0, "cameras": cameras,
+                "store": self.settings.store, "max_k": MAX_K,
+                "batching": {"enabled": self.settings.batching.enabled, "max_batch": self.settings.batching.max_batch,
+                             "max_delay_ms": self.settings.batching.max_delay_ms}}
+
+    async def embed(self, pixels: list[np.ndarray]) -> dict[str, np.ndarray]:
+        return await self.batcher.infer(np.stack(pixels))
+
+    async def search(self, pixels: np.ndarray, k: int, exclude_camera: int | None = None) -> tuple[dict, list[dict]]:
+        outputs = await self.batcher.infer(pixels[None])
+        hits = await asyncio.to_thread(self.store.search, outputs["embedding"], k, exclude_camera=exclude_camera)
+        results = []
+        for rank, (item_id, distance) in enumerate(hits[0], start=1):
+            if item_id in self.gallery:  # a concurrent delete may have removed it since the search
+                results.append({"rank": rank, "distance": distance, **self.item_view(self.gallery.item(item_id))})
+        return _first(outputs), results
+
+    async def add(self, uploads: list[tuple[np.ndarray, bytes, str, str]], camid: int | None = None,
+                  pid: int | None = None) -> list[dict]:
+        """uploads: (pixels, original bytes, suffix, file name). pid/camid default to what the name carries."""
+        outputs = await self.batcher.infer(np.stack([u[0] for u in uploads]))
+        codes = attribute_codes(outputs)
+        new = []
+        for (_, data, suffix, name), attributes in zip(uploads, codes):
+            parsed = parse_name(name or "") or (None, None)
+            new.append(NewItem(data=data, suffix=suffix, source=name or "upload",
+                               pid=pid if pid is not None else parsed[0],
+                               camid=camid if camid is not None else parsed[1], attributes=attributes))
+        items = await asyncio.to_thread(self._add, new, outputs["embedding"])
+        return [self.item_view(item) for item in items]
+
+    def _add(self, new: list[NewItem], embeddings: np.ndarray) -> list[GalleryItem]:
+        with self._write_lock:
+            items = self.gallery.add(new, embeddings)
+            self.store.add([i.id for i in items], embeddings, [-1 if i.camid is None else i.camid for i in items])
+            return items
+
+    async def remove(self, item_id: str) -> dict:
+        return self.item_view(await asyncio.to_thread(self._remove, item_id))
+
+    def _remove(self, item_id: str) -> GalleryItem:
+        with self._write_lock:
+            item = self.gallery.item(item_id)
+            self.store.remove([item_id])  # out of the search first, then off the disk
+            self.gallery.remove([item_id])
+            return item
+
+    def list_items(self, offset: int, limit: int) -> dict:
+        items = self.gallery.items[offset:offset + limit]
+        return {"total": len(self.gallery), "offset": offset, "items": [self.item_view(i) for i in items]}
+
+    def item_view(self, item: GalleryItem) -> dict:
+        return {"id": item.id, "pid": item.pid, "camid": item.camid, "source": item.source,
+                "attributes": readable_attributes(item.attributes), "image_url": f"/v1/gallery/{item.id}/image"}
+
+
+def _first(outputs: dict) -> dict:
+    out = {"embedding": outputs["embedding"][0].tolist()}
+    if "attributes" in outputs:
+        out["attributes"] = readable_attributes(attribute_codes(outputs)[0])
+    return out
+
+
+def make_store(kind: str = "embedded", **options) -> GalleryStore:
+    """`embedded` (options: faiss) or `milvus` (options: uri, collection, token)."""
+    if kind == "embedded":
+        return EmbeddedStore(**options)
+    if kind == "milvus":
+        from .store_milvus import MilvusStore  # lazy: pymilvus
+
+        return MilvusStore(**options)
+    raise ReidExportError(f"unknown gallery store {kind!r}; choose one of {', '.join(STORES)}")
+
+
+def readable_attributes(codes: list[int] | None) -> dict[str, str] | None:
+    """27 codes -> {name: meaning}, e.g. {"gender": "female", "age": "adult", "upblack": "yes", ...}."""
+    if codes is None:
+        return None
+    return {name: ATTRIBUTE_CODES[name].get(int(code), str(code)) for name, code in zip(ATTRIBUTE_NAMES, codes)}
+

@@ -1,0 +1,134 @@
+"""Vector search over a gallery, behind one small interface with two implementations.
+
+    store = EmbeddedStore()                      # or store_milvus.MilvusStore(uri="http://milvus:19530")
+    store.sync(gallery.ids, gallery.embeddings, gallery.camids())
+    hits = store.search(query_embeddings, k=10, exclude_camera=3)   # per query: [(id, cosine distance), ...]
+
+* `EmbeddedStore`: in memory, exact cosine top-k with the project's chunked ranking
+  (`evaluation.distances.topk`); `faiss=True` ranks with a flat inner-product faiss index instead
+  (same ids up to distance ties; distances recomputed exactly).
+* `MilvusStore` (`store_milvus`; `service.make_store` picks one by name): the same calls on a Milvus
+  collection through pymilvus, for galleries that outgrow one machine;
+  `milvus-lite` (a local `.db` file) runs it without a cluster.
+
+The gallery folder stays the source of truth (items, crops, the model); a store holds the vectors and
+each item's camera so that `exclude_camera` filters inside the search.
+Distances are cosine distances (1 - cosine similarity), smaller is closer; ties go to the item added first.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from ..errors import ReidExportError
+from ..evaluation.distances import pairwise_distance, topk
+
+__all__ = ["GalleryStore", "EmbeddedStore", "STORES", "Hit"]
+
+STORES = ("embedded", "milvus")
+Hit = tuple[str, float]  # (item id, cosine distance)
+
+
+class GalleryStore(ABC):
+    """What the service needs from a vector store."""
+
+    name = "store"
+
+    @abstractmethod
+    def sync(self, ids: list[str], embeddings: np.ndarray, camids: np.ndarray) -> None:
+        """Make the store hold exactly these items (called once at start-up)."""
+
+    @abstractmethod
+    def add(self, ids: list[str], embeddings: np.ndarray, camids: np.ndarray) -> None:
+        """Append items."""
+
+    @abstractmethod
+    def remove(self, ids: list[str]) -> None:
+        """Drop items; unknown ids are ignored."""
+
+    @abstractmethod
+    def search(self, query: np.ndarray, k: int, *, exclude_camera: int | None = None) -> list[list[Hit]]:
+        """The k closest items of each query row (fewer when the store holds fewer), closest first."""
+
+    @abstractmethod
+    def __len__(self) -> int:
+        ...
+
+    def close(self) -> None:
+        """Release connections; the default holds none."""
+
+
+class EmbeddedStore(GalleryStore):
+    name = "embedded"
+
+    def __init__(self, *, faiss: bool = False):
+        self.use_faiss = faiss
+        self._ids: list[str] = []
+        self._embeddings = np.zeros((0, 0), np.float32)
+        self._camids = np.zeros(0, np.int64)
+        self._faiss_index = None
+
+    def sync(self, ids, embeddings, camids) -> None:
+        self._ids = list(ids)
+        self._embeddings = np.ascontiguousarray(embeddings, dtype=np.float32).reshape(len(self._ids), -1)
+        self._camids = np.asarray(camids, dtype=np.int64).reshape(len(self._ids))
+        self._faiss_index = None
+
+    def add(self, ids, embeddings, camids) -> None:
+        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        if not self._ids:
+            self.sync(ids, embeddings, camids)
+            return
+        self.sync(self._ids + list(ids), np.concatenate([self._embeddings, embeddings]),
+                  np.concatenate([self._camids, np.asarray(camids, dtype=np.int64)]))
+
+    def remove(self, ids) -> None:
+        gone = set(ids)
+        keep = np.array([i not in gone for i in self._ids], dtype=bool)
+        self.sync([i for i in self._ids if i not in gone], self._embeddings[keep], self._camids[keep])
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def search(self, query, k, *, exclude_camera=None) -> list[list[Hit]]:
+        query = np.atleast_2d(np.asarray(query, dtype=np.float32))
+        rows = np.arange(len(self._ids))
+        if exclude_camera is not None:
+            rows = rows[self._camids != int(exclude_camera)]
+        k = min(int(k), len(rows))
+        if k == 0:
+            return [[] for _ in query]
+        if self.use_faiss:
+            order, distances = self._faiss_topk(query, rows, k)
+        else:
+            subset = self._embeddings if len(rows) == len(self._ids) else self._embeddings[rows]
+            order, distances = topk(query, subset, k=k, metric="cosine")
+        return [[(self._ids[rows[j]], float(d)) for j, d in zip(o, dist)] for o, dist in zip(order, distances)]
+
+    def _faiss_topk(self, query: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            import faiss
+        except ImportError as e:
+            raise ReidExportError('the faiss gallery search needs faiss: pip install "reid-export[faiss]"') from e
+        gallery = _normalise(self._embeddings[rows])
+        index = faiss.IndexFlatIP(gallery.shape[1])
+        index.add(gallery)
+        # a few extra candidates, then exact distances and the project's tie order decide the final k
+        extra = min(len(rows), k + 8)
+        _, candidates = index.search(_normalise(query), extra)
+        order, out = [], []
+        for q, cand in zip(query, candidates):
+            cand = np.sort(cand[cand >= 0])
+            d = pairwise_distance(q[None], self._embeddings[rows[cand]], "cosine")[0]
+            best = np.lexsort((cand, d))[:k]
+            order.append(cand[best])
+            out.append(d[best])
+        return np.array(order), np.array(out, dtype=np.float32)
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms == 0, 1, norms)

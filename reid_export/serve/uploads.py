@@ -1,0 +1,75 @@
+"""Checking an uploaded file before it reaches the model: size, pixels, content, decode.
+
+`check_image(data, name, contract, limits)` returns the image at the contract's size (H, W, 3) uint8
+and its file suffix, or raises `UploadError` with the HTTP status to answer: 413 for too many bytes or
+pixels (decompression bombs are refused from the header, before decoding), 415 for content that is not
+an image (whatever its name or declared type says), 422 for an empty, corrupt, truncated or tiny image.
+The bytes themselves never appear in a message or a log.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..contract import Preprocess
+from ..errors import DataError, ReidExportError
+
+__all__ = ["UploadLimits", "UploadError", "check_image", "FORMAT_SUFFIX"]
+
+FORMAT_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "WEBP": ".webp", "TIFF": ".tiff", "GIF": ".gif",
+                 "MPO": ".jpg"}
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    max_bytes: int = 10 * 1024 * 1024  # per uploaded file
+    max_pixels: int = 16_000_000  # width x height, read from the header before decoding
+    max_files: int = 64  # images per request
+
+
+class UploadError(ReidExportError):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def check_image(data: bytes, name: str, contract: Preprocess, limits: UploadLimits) -> tuple[np.ndarray, str]:
+    """Validated upload -> ((height, width, 3) uint8 at the contract's size, suffix to store it under)."""
+    from PIL import Image, UnidentifiedImageError
+
+    label = _label(name)
+    if not data:
+        raise UploadError(422, f"{label}: the upload is empty (0 bytes); send an image file (JPEG, PNG, ...)")
+    if len(data) > limits.max_bytes:
+        raise UploadError(413, f"{label}: {len(data)} bytes is over the upload limit of {limits.max_bytes} bytes")
+    try:
+        with Image.open(io.BytesIO(data)) as im:  # reads the header only
+            width, height = im.size
+            fmt = im.format or ""
+    except UnidentifiedImageError:
+        raise UploadError(415, f"{label}: not an image (the content is not JPEG, PNG, BMP, WebP or TIFF); "
+                          "upload a person crop") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise UploadError(422, f"{label}: the image header cannot be read ({type(e).__name__}); "
+                          "the file is corrupt") from None
+    if fmt not in FORMAT_SUFFIX:
+        raise UploadError(415, f"{label}: {fmt or 'this'} images are not accepted; upload JPEG, PNG, BMP, WebP, "
+                          "TIFF or GIF")
+    if width * height > limits.max_pixels:
+        raise UploadError(413, f"{label}: {width}x{height} pixels is over the limit of {limits.max_pixels} pixels; "
+                          "upload a person crop, not a whole frame")
+    try:
+        pixels = contract.decode(io.BytesIO(data))
+    except DataError as e:
+        raise UploadError(422, str(e).replace("uploaded image", label, 1)) from None
+    except Exception as e:  # noqa: BLE001 - anything Pillow raises on a hostile file is the upload's fault
+        raise UploadError(422, f"{label}: cannot be decoded ({type(e).__name__}); the file is corrupt") from None
+    return pixels, FORMAT_SUFFIX[fmt]
+
+
+def _label(name: str | None) -> str:
+    name = (name or "").replace("\n", " ").replace("\r", " ")[:80]
+    return f"upload {name!r}" if name else "upload"

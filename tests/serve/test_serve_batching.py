@@ -1,0 +1,98 @@
+"""Dynamic batching: concurrent requests share runtime calls, limits hold, a failure stays with its request."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from reid_export.runtimes.onnxruntime import OnnxRuntime
+from reid_export.serve.batching import BatchingSettings, DynamicBatcher
+
+
+class RecordingRuntime(OnnxRuntime):
+    """The real ONNX Runtime backend, recording the batch size of every call; a batch holding a flat (single
+    colour) image fails, as a backend error would."""
+
+    def __init__(self, artefact, **options):
+        super().__init__(artefact, **options)
+        self.calls: list[int] = []
+
+    def _infer_impl(self, batch):
+        self.calls.append(len(batch))
+        if (batch.max(axis=(2, 3)) == batch.min(axis=(2, 3))).all(axis=1).any():  # a flat image
+            raise RuntimeError("poisoned input")
+        return super()._infer_impl(batch)
+
+
+@pytest.fixture
+def runtime(tiny_onnx):
+    rt = RecordingRuntime(tiny_onnx, threads=1)
+    with rt:
+        yield rt
+
+
+def _images(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 64, 32, 3), dtype=np.uint8)
+
+
+async def _run(batcher: DynamicBatcher, requests: list[np.ndarray]):
+    await batcher.start()
+    try:
+        return await asyncio.gather(*(batcher.infer(r) for r in requests), return_exceptions=True)
+    finally:
+        await batcher.stop()
+
+
+def test_concurrent_requests_are_coalesced_and_answered_with_their_own_rows(runtime):
+    requests = [_images(1, seed) for seed in range(12)]
+    alone = [runtime.infer(runtime.contract.normalize_uint8(r))["embedding"] for r in requests]
+    runtime.calls.clear()
+    batcher = DynamicBatcher(runtime, BatchingSettings(max_batch=8, max_delay_ms=200))
+    outputs = asyncio.run(_run(batcher, requests))
+    assert sorted(runtime.calls) == [4, 8]  # 12 single-image requests in two calls, none over max_batch
+    for out, expected in zip(outputs, alone):
+        np.testing.assert_allclose(out["embedding"], expected, atol=1e-5)
+
+
+def test_batching_off_makes_one_call_per_request(runtime):
+    batcher = DynamicBatcher(runtime, BatchingSettings(enabled=False))
+    asyncio.run(_run(batcher, [_images(1, s) for s in range(5)] + [_images(3, 9)]))
+    assert sorted(runtime.calls) == [1, 1, 1, 1, 1, 3]
+
+
+def test_the_runtimes_own_max_batch_is_respected(runtime):
+    runtime.max_batch = 3
+    batcher = DynamicBatcher(runtime, BatchingSettings(max_batch=32, max_delay_ms=200))
+    outputs = asyncio.run(_run(batcher, [_images(2, s) for s in range(4)]))
+    assert max(runtime.calls) <= 3 and sum(runtime.calls) == 8
+    assert all(out["embedding"].shape == (2, runtime_dim(runtime)) for out in outputs)
+
+
+def test_a_runtime_error_fails_only_the_request_that_caused_it(runtime):
+    poisoned = np.zeros((1, 64, 32, 3), np.uint8)
+    requests = [_images(1, 1), poisoned, _images(1, 2)]
+    outputs = asyncio.run(_run(DynamicBatcher(runtime, BatchingSettings(max_batch=8, max_delay_ms=200)), requests))
+    assert isinstance(outputs[1], RuntimeError)
+    assert outputs[0]["embedding"].shape[0] == 1 and outputs[2]["embedding"].shape[0] == 1
+
+
+def test_stop_finishes_queued_requests_and_later_ones_are_refused(runtime):
+    async def scenario():
+        batcher = DynamicBatcher(runtime, BatchingSettings(max_batch=2, max_delay_ms=0))
+        await batcher.start()
+        tasks = [asyncio.create_task(batcher.infer(_images(1, s))) for s in range(6)]
+        await asyncio.sleep(0)  # all six queued
+        await batcher.stop()
+        done = await asyncio.gather(*tasks)
+        with pytest.raises(Exception, match="not running"):
+            await batcher.infer(_images(1, 0))
+        return done
+
+    assert len(asyncio.run(scenario())) == 6
+    assert sum(runtime.calls) == 6
+
+
+def runtime_dim(runtime) -> int:
+    return runtime.infer(runtime.contract.normalize_uint8(_images(1, 0)))["embedding"].shape[1]
