@@ -78,13 +78,16 @@ def load_model(path: str | Path, *, arch: str | None = None, preprocess: Preproc
     path = _existing(path)
     obj = torch_load(path)
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
-        config = ModelConfig.from_dict(obj["config"])
+        try:
+            config = ModelConfig.from_dict(obj["config"])
+        except (ReidExportError, TypeError, AttributeError) as e:  # unknown arch, bad contract, not a dict
+            raise CheckpointError(f"{path}: its model config cannot be used ({e})") from None
         config.preprocess = _sized(preprocess or config.preprocess, input_size)
         model = ReidNet(config)
         try:
             model.load_state_dict(obj["model"], strict=True)
-        except RuntimeError as e:
-            raise CheckpointError(f"{path}: weights do not match its own config ({e})") from e
+        except RuntimeError:
+            raise CheckpointError(_mismatch(path, config.arch, model.state_dict(), obj["model"])) from None
     else:
         state = normalise_backbone_keys(obj, source=str(path))
         found = infer_arch(state, source=str(path))
@@ -93,6 +96,23 @@ def load_model(path: str | Path, *, arch: str | None = None, preprocess: Preproc
         model = ReidNet(ModelConfig(arch=found, preprocess=_sized(preprocess or SEED_PREPROCESS, input_size)))
         load_backbone_weights(model, state, source=str(path))
     return model.to(device).eval()
+
+
+def _mismatch(path: Path, arch: str, own: dict, given: dict) -> str:
+    """One line: the arch the tensors belong to vs the config's, and the first differing keys."""
+    missing = sorted(set(own) - set(given))
+    unexpected = sorted(set(given) - set(own))
+    reshaped = sorted(k for k in set(own) & set(given) if tuple(own[k].shape) != tuple(given[k].shape))
+    backbone = {k.removeprefix("backbone."): v for k, v in given.items() if k.startswith("backbone.")}
+    try:
+        found = infer_arch(backbone, source=str(path)) if backbone else "unknown"
+    except CheckpointError:
+        found = "no supported arch"
+    parts = [f"{len(missing)} missing {missing[:3]}", f"{len(unexpected)} unexpected {unexpected[:3]}"]
+    if reshaped:
+        parts.append(f"{len(reshaped)} of another shape {reshaped[:3]}")
+    return (f"{path}: its weights are for {found} but its config says {arch}: " + ", ".join(parts)
+            + "; the file was edited or mixed up: use the checkpoint `reid-export train` wrote")
 
 
 def _sized(contract: Preprocess, input_size) -> Preprocess:

@@ -235,8 +235,17 @@ def _imagenet_state_dict(arch: str) -> dict:
 
 def torch_load(path) -> object:
     """`torch.load` with `weights_only=True` (no pickled code runs) and a clear error for a bad file."""
+    import pickle
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # weights_only refused a pickled object; torch's advice would be unsafe
+        found = str(e).split("Unsupported global:", 1)[-1].split(" was not")[0].strip(" :") if "global" in str(e) else ""
+        raise CheckpointError(
+            f"{path}: not a plain tensor checkpoint: it holds pickled Python objects{f' ({found})' if found else ''}, "
+            "and was not loaded, for safety (unpickling can run code). Load it in the code that wrote it and save "
+            "`model.state_dict()` with torch.save, or train with `reid-export train`"
+        ) from None
     except Exception as e:
         raise CheckpointError(
             f"{path}: cannot be read as a PyTorch file ({type(e).__name__}: {e}). "

@@ -33,7 +33,7 @@ from ..files import atomic_path, refuse_existing
 from ..model import ReidNet, attribute_probabilities
 from .settings import DEFAULT_OPSET, MIN_OPSET
 
-__all__ = ["DEFAULT_OPSET", "EmbeddingModel", "export_onnx"]
+__all__ = ["DEFAULT_OPSET", "EmbeddingModel", "export_onnx", "supported_opsets"]
 
 
 class EmbeddingModel(nn.Module):
@@ -67,10 +67,13 @@ def export_onnx(model: ReidNet, out: str | Path, *, opset: int = DEFAULT_OPSET, 
     if out.suffix != ".onnx":
         raise ExportError(f"{out}: the output file must end in .onnx")
     refuse_existing(out, overwrite=overwrite, error=ExportError)
-    if opset < MIN_OPSET:
-        raise ExportError(f"opset {opset} is too old; reid-export exports opset {MIN_OPSET} or newer")
     if exporter not in ("dynamo", "torchscript"):
         raise ExportError(f"unknown exporter {exporter!r}; choose 'dynamo' or 'torchscript'")
+    supported = supported_opsets(exporter)
+    if opset not in supported:
+        raise ExportError(f"--opset {opset} is not supported: the {exporter} exporter of torch {torch.__version__} "
+                          f"with onnx {onnx.__version__} writes opsets {supported.start} to {supported.stop - 1}; "
+                          f"choose one in that range (default {DEFAULT_OPSET})")
     if with_attributes and model.attribute_head is None:
         raise ExportError("--with-attributes: this model has no attribute heads; train with attributes "
                           "(a recipe with `attributes = true` and a market_attribute.mat) or export without it")
@@ -89,10 +92,26 @@ def export_onnx(model: ReidNet, out: str | Path, *, opset: int = DEFAULT_OPSET, 
             VERSION_KEY: __version__,
         }
         set_metadata(proto, meta)
+        written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+        if written != opset:  # the exporter fell back silently: say so rather than report the wrong opset
+            raise ExportError(f"asked for opset {opset} but the {exporter} exporter wrote opset {written}; "
+                              f"choose --opset {written}, or another exporter")
         onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, str(tmp))
     write_tracker_sidecar(out)  # out.onnx.metadata.json, what boxmot reads; replaced together with the ONNX
     return out
+
+
+def supported_opsets(exporter: str = "dynamo") -> range:
+    """The opsets `export_onnx` can write here: from MIN_OPSET (18 for dynamo, whose graphs start at 18 and
+    down-convert badly) to the newest that both this torch exporter and the installed onnx know."""
+    import onnx
+    from torch.onnx import _constants  # torch's own table of exporter limits (no public API holds it)
+
+    newest = getattr(_constants, "ONNX_MAX_OPSET" if exporter == "dynamo" else "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET",
+                     DEFAULT_OPSET)
+    oldest = max(MIN_OPSET, 18) if exporter == "dynamo" else MIN_OPSET
+    return range(oldest, min(int(newest), onnx.defs.onnx_opset_version()) + 1)
 
 
 def _contract_with(contract: Preprocess, l2_normalize: bool) -> Preprocess:

@@ -181,8 +181,19 @@ def _save_checked(proto, out: str | Path) -> Path:
 
     if METADATA_KEY not in {p.key for p in proto.metadata_props}:
         raise ExportError(f"{out}: the preprocessing contract was lost while converting; this is a bug")
+    _drop_unused_domains(proto)
     onnx.checker.check_model(proto)
     with atomic_path(out) as tmp:
         onnx.save(proto, str(tmp))
     write_tracker_sidecar(out)  # out.onnx.metadata.json, what boxmot reads; replaced together with the ONNX
     return Path(out)
+
+
+def _drop_unused_domains(proto) -> None:
+    """Declare only the opset domains some node (or local function) uses; the quantiser adds e.g.
+    com.microsoft even when every node is a standard QuantizeLinear/DequantizeLinear."""
+    used = {""} | {n.domain for n in proto.graph.node} | {f.domain for f in proto.functions}
+    used |= {n.domain for f in proto.functions for n in f.node}
+    keep = [o for o in proto.opset_import if (o.domain or "") in used or o.domain == "ai.onnx"]
+    del proto.opset_import[:]
+    proto.opset_import.extend(keep)
