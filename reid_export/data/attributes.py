@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from ..files import atomic_path
 
 __all__ = [
     "HEAD_GROUPS",
@@ -315,16 +316,11 @@ def save_market_attributes(
         struct[split] = {**columns, **fields} if split == "train" else {**fields, **columns}
     import scipy.io
 
-    file.parent.mkdir(parents=True, exist_ok=True)
-    partial = file.with_name(file.name + ".partial")  # never leave a half-written file under the real name
-    try:
+    with atomic_path(file) as partial:  # never leave a half-written file under the real name
         with partial.open("wb") as handle:
             scipy.io.savemat(handle, {"market_attribute": struct})
             handle.seek(0)  # the 116-byte text header holds a creation time: fix it so equal data give equal bytes
             handle.write(_MAT_HEADER)
-        os.replace(partial, file)
-    finally:
-        partial.unlink(missing_ok=True)
     return file
 
 
