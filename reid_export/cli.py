@@ -17,18 +17,19 @@ import typer
 
 from .apps.predict import predict_course
 from .apps.visualize import visualize_rankings
+from .bench.drift import drift_table_lines, parse_preprocess_as
 from .bench.report import compare_reports, print_comparison, print_table, write_report
-from .bench.run import BenchSettings, ModelSpec, check_gates, check_report_dir, row_outcomes, run_bench
+from .bench.run import BenchSettings, ModelSpec, check_gates, check_report_dir, row_outcomes, run_bench, with_embeddings
 from .data.synthetic import generate_market1501
 from .errors import ReidExportError
-from .export.settings import DEFAULT_OPSET, ExportOptions, Int8Settings
+from .export.settings import DEFAULT_OPSET, ExportOptions, Int8Search, Int8Settings
 from .export.tensorrt import BuildSettings, trt_command
 from .export.verify import DEFAULT_MIN_COSINE
 from .files import ENGINES_DIR, RUNS_DIR
 from .runtimes import parse_model_spec
 
 # Defaults shown in --help are the library's own dataclass defaults, read from here.
-_INT8, _TRT, _BENCH = Int8Settings(), BuildSettings(), BenchSettings()
+_INT8, _TRT, _BENCH, _SEARCH = Int8Settings(), BuildSettings(), BenchSettings(), Int8Search()
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -65,10 +66,10 @@ def train(
     out: Annotated[Path, typer.Option("-o", "--out", help="Checkpoint to write (.pt); updated atomically every epoch.")],
     recipe: Annotated[str, typer.Option(help="Recipe name in train/ (quick, seed, ...) or a .toml path.")] = "quick",
     epochs: Annotated[Optional[int], typer.Option(help="Override the recipe's epochs.")] = None,
-    arch: Annotated[Optional[str], typer.Option(help="resnet18 | resnet34 | resnet50 | resnet101.")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="resnet18 | resnet34 | resnet50 | resnet101 | osnet_x1_0 | osnet_x0_25 | osnet_ibn_x1_0 (OSNet: random init, last_stride 2).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Override the recipe's batch size.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Override the recipe's learning rate.")] = None,
-    init: Annotated[Optional[str], typer.Option(help="random | imagenet (needs network) | PATH to a ResNet .pth.")] = None,
+    init: Annotated[Optional[str], typer.Option(help="random | imagenet (ResNet only; needs network) | PATH to a backbone .pth.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Any recipe field: --set KEY=VALUE (repeatable).")] = None,
@@ -103,7 +104,11 @@ def onnx(
     int8_activations: Annotated[str, typer.Option(help="INT8 activations: uint8 (fastest on x86 CPUs) | int8 (symmetric, for TensorRT).")] = _INT8.activations,
     opset: Annotated[int, typer.Option(help="ONNX opset (17 or newer).")] = DEFAULT_OPSET,
     l2_normalize: Annotated[bool, typer.Option(help="L2-normalise the embedding inside the graph.")] = True,
-    with_attributes: Annotated[bool, typer.Option(help="Also output the attribute probabilities (N x 30).")] = False,
+    with_attributes: Annotated[Optional[bool], typer.Option("--with-attributes/--no-attributes", help="Also output the attribute probabilities (N x 30). Default: when the model has attribute heads.")] = None,
+    embedding: Annotated[str, typer.Option(help="neck | pooled | auto (the checkpoint's choice, made on held-out training ids).")] = "auto",
+    max_map_drop: Annotated[Optional[float], typer.Option(help="INT8: keep the most sensitive layers in FP32 until the mAP on held-out training ids of --calib-data is within this many points of FP32.")] = None,
+    int8_max_steps: Annotated[int, typer.Option(help="With --max-map-drop: at most this many fallback steps.")] = _SEARCH.max_steps,
+    int8_layers_per_step: Annotated[int, typer.Option(help="With --max-map-drop: layers moved to FP32 per step.")] = _SEARCH.layers_per_step,
     height: Annotated[Optional[int], typer.Option(help="Input height, for a bare backbone (default 128).")] = None,
     width: Annotated[Optional[int], typer.Option(help="Input width, for a bare backbone (default 64).")] = None,
     exporter: Annotated[str, typer.Option(help="dynamo | torchscript.")] = "dynamo",
@@ -116,19 +121,36 @@ def onnx(
     """Export to ONNX (dynamic batch, contract in the metadata), then check parity against PyTorch."""
     from .export.run import export_model  # lazy: torch, so that --help stays fast
 
+    search = None if max_map_drop is None else Int8Search(max_map_drop=max_map_drop, max_steps=int8_max_steps,
+                                                          layers_per_step=int8_layers_per_step)
     options = ExportOptions(precision=precision, opset=opset, l2_normalize=l2_normalize, with_attributes=with_attributes,
+                            embedding=embedding, int8_search=search,
                             exporter=exporter, overwrite=overwrite, min_cosine=min_cosine, keep_failed=keep_failed,
                             int8=Int8Settings(method=calib_method, num_images=calib_images, activations=int8_activations))
     result = export_model(artefact, _out(out, output), options, calib_data=calib_data, data=data,
-                          input_size=(height, width), progress=not quiet)
+                          input_size=(height, width), progress=not quiet, log=typer.echo)
     parity = result.parity
     if parity.passed:
         c = result.info.contract
         typer.echo(f"wrote {result.path} ({result.info.precision}, opset {result.info.opset}, input {c.height}x{c.width}, "
-                   f"embedding {result.embedding_dim}-D)")
+                   f"embedding {result.embedding} {result.embedding_dim}-D"
+                   f"{', with attributes' if result.with_attributes else ''})")
     typer.echo(parity.summary())
+    found = result.int8_search
+    if found is not None:
+        for s in found.steps:
+            typer.echo(f"  step {s['step']}: {len(s['fp32_nodes'])} FP32 layer(s), mAP {s['mAP']:.2f} "
+                       f"(drop {s['map_drop']:.2f}), Rank-1 {s['rank1']:.2f}")
+        speed = found.speed
+        typer.echo(f"INT8 accuracy control {'met' if found.met else 'NOT met'}: {found.reason}; FP32 layers: "
+                   f"{', '.join(found.fp32_nodes) or 'none'}; img/s @32: fp32 {speed['fp32']}, all-int8 "
+                   f"{speed['int8_all']}, this file {speed['int8_result']}")
     if not parity.passed:
         typer.echo(f"error: {parity.failure()}", err=True)
+        raise typer.Exit(1)
+    if found is not None and not found.met:
+        typer.echo(f"error: the INT8 file misses --max-map-drop {max_map_drop}: {found.reason} (the file written is the "
+                   "step with the smallest drop; its metadata says so)", err=True)
         raise typer.Exit(1)
 
 
@@ -156,27 +178,59 @@ def trt_engine(
         typer.echo(f"warning: {warning}", err=True)
 
 
+@app.command("openvino")
+def openvino_ir(
+    artefact: Annotated[Path, typer.Argument(help="ONNX file written by `reid-export onnx` (fp32 or int8 Q/DQ), or a checkpoint (.pt).")],
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help=f"IR to write (NAME.xml; NAME.bin goes next to it). Default: {ENGINES_DIR}/<name>.xml.")] = None,
+    nncf_int8: Annotated[bool, typer.Option("--nncf-int8", help="Quantise an FP32 graph to INT8 with NNCF (the comparison for the project's own Q/DQ INT8).")] = False,
+    calib_data: Annotated[Optional[Path], typer.Option(help="--nncf-int8: Market-1501 folder; only bounding_box_train/ is used.")] = None,
+    calib_images: Annotated[int, typer.Option(help="--nncf-int8: number of training images to calibrate on.")] = _INT8.num_images,
+    data: Annotated[Optional[Path], typer.Option(help="Market-1501 folder whose images feed the parity check (default: random tensors).")] = None,
+    min_cosine: Annotated[Optional[float], typer.Option(help="Parity threshold vs ONNX Runtime; default by precision: " + ", ".join(f"{v} {k}" for k, v in DEFAULT_MIN_COSINE.items()) + ".")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing IR.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Convert to OpenVINO IR with the contract and precision in its rt_info; parity against ONNX Runtime."""
+    from .export.openvino import export_openvino  # lazy: openvino
+
+    result = export_openvino(artefact, out, nncf_int8=nncf_int8, calib_data=calib_data, calib_images=calib_images,
+                             data=data, min_cosine=min_cosine, overwrite=overwrite, progress=not quiet)
+    typer.echo(result.summary())
+
+
 @app.command()
 def bench(
     data: Annotated[Path, typer.Option(help="Market-1501 folder: query/ and bounding_box_test/ are used.")],
-    model: Annotated[list[str], typer.Option(help="PATH or RUNTIME=PATH (repeatable); runtimes: torch, torch-cuda, torch-cuda-fp16, onnxruntime, onnxruntime-cuda, onnxruntime-trt, tensorrt.")],
+    model: Annotated[list[str], typer.Option(help="PATH or RUNTIME=PATH (repeatable); runtimes: torch, torch-cuda, torch-cuda-fp16, torch-bf16, onnxruntime, onnxruntime-cuda, onnxruntime-trt, tensorrt, openvino, openvino-bf16.")],
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes for throughput.")] = ",".join(map(str, _BENCH.batch_sizes)),
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help=f"Report folder. Default: {RUNS_DIR}/bench-<time>.")] = None,
     max_map_drop: Annotated[Optional[float], typer.Option(help="Exit 1 if a row's mAP is more than this many points below the reference.")] = None,
     max_rank1_drop: Annotated[Optional[float], typer.Option(help="Exit 1 if a row's Rank-1 is more than this many points below the reference.")] = None,
     compare: Annotated[Optional[Path], typer.Option(help="An earlier report.json: print the change against it.")] = None,
     stages: Annotated[bool, typer.Option(help="Also time the whole path per batch: read, decode, resize, normalise, copies, inference.")] = True,
+    preprocess_as: Annotated[Optional[str], typer.Option(help="Extra rows: query/gallery re-decoded as deployment targets resize, e.g. pil,cv2-linear,keep-aspect (also: pil-bicubic, cv2-area, cv2-nearest); from stored and from upscaled crops.")] = None,
+    preprocess_upscale: Annotated[float, typer.Option(help="--preprocess-as: also from crops upscaled this many times, as detector boxes are.")] = _BENCH.preprocess_upscale,
+    ov_hint: Annotated[str, typer.Option(help="OpenVINO rows: latency (one request, every thread) | throughput (streams, the batch split across them).")] = "latency",
+    embedding: Annotated[str, typer.Option(help="Checkpoint rows rank with: auto (the checkpoint's choice) | neck | pooled | both (one row each, side by side).")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace the report and plots of an earlier run in --out.")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Throughput, latency, Rank-1/mAP/mINP and agreement with the reference, one row per runtime.
     Exit 0: every row ok or skipped; 1: a row failed, a gate broke, or no row could run; 2: bad input."""
-    specs = [ModelSpec(*parse_model_spec(m)) for m in model]
-    settings = BenchSettings(batch_sizes=_parse_ints(batch_sizes, "--batch-sizes"), stages=stages, progress=not quiet)
+    if ov_hint not in ("latency", "throughput"):
+        raise ReidExportError(f"--ov-hint takes latency or throughput, got {ov_hint!r}")
+    specs = [ModelSpec(*spec, options=(("hint", ov_hint),) if spec[0].startswith("openvino") else ())
+             for spec in map(parse_model_spec, model)]
+    specs = with_embeddings(specs, embedding)
+    settings = BenchSettings(batch_sizes=_parse_ints(batch_sizes, "--batch-sizes"), stages=stages, progress=not quiet,
+                             preprocess_as=parse_preprocess_as(preprocess_as) if preprocess_as else (),
+                             preprocess_upscale=preprocess_upscale)
     earlier = _read_report(compare) if compare is not None else None  # checked before the sweep, not after
     out = check_report_dir(out or _timestamped("bench"), overwrite=overwrite)
     report = run_bench(data, specs, settings, log=typer.echo)
     print_table(report)
+    for line in drift_table_lines(report.get("drift", [])):
+        typer.echo(line)
     json_path, md_path = write_report(report, out)
     typer.echo(f"wrote {json_path} and {md_path}")
     if earlier is not None:
@@ -323,6 +377,7 @@ def demo(
     print_table(report, title=f"reid-export demo ({out})")
     typer.echo("stage wall times: " + ", ".join(f"{k} {v:.1f} s" for k, v in report["stages_seconds"].items())
                + f"; total {sum(report['stages_seconds'].values()):.1f} s")
+    typer.echo(f"embedding exported: {report['embedding']['reason']}")
     typer.echo(f"report: {out / 'report.md'}")
 
 

@@ -1,4 +1,4 @@
-"""ReidNet: a torchvision ResNet backbone, an optional BNNeck, an ID classifier head, attribute heads.
+"""ReidNet: a torchvision ResNet or an OSNet (`osnet`) backbone, an optional BNNeck, an ID classifier head, attribute heads.
 
 Reading order: the config, the network, its builder, then weight-loading helpers.
 
@@ -27,8 +27,9 @@ from torch import nn
 from .contract import Preprocess
 from .data.attributes import HEAD_OUTPUTS, NUM_AGE_CLASSES, split_attributes
 from .errors import CheckpointError
+from .osnet import OSNET_ARCHS, OSNET_EMBEDDING_DIM, build_osnet, osnet_arch_of
 
-__all__ = ["ARCHS", "ATTRIBUTE_LOGITS", "ModelConfig", "ReidNet", "build_model", "load_backbone_weights", "infer_arch",
+__all__ = ["ARCHS", "ATTRIBUTE_LOGITS", "EMBEDDINGS", "ModelConfig", "ReidNet", "build_model", "with_embedding", "load_backbone_weights", "infer_arch",
            "attribute_probabilities", "split_attributes", "normalise_backbone_keys", "torch_load"]
 
 # arch -> (blocks per stage, bottleneck?, embedding dim)
@@ -37,8 +38,11 @@ ARCHS: dict[str, tuple[tuple[int, int, int, int], bool, int]] = {
     "resnet34": ((3, 4, 6, 3), False, 512),
     "resnet50": ((3, 4, 6, 3), True, 2048),
     "resnet101": ((3, 4, 23, 3), True, 2048),
+    # OSNet (osnet.py): blocks per stage, no bottleneck, the paper's 512-D feature at every width
+    **{name: ((2, 2, 2), False, OSNET_EMBEDDING_DIM) for name in OSNET_ARCHS},
 }
 ATTRIBUTE_LOGITS = HEAD_OUTPUTS  # age classes | binary attributes | upper colours | lower colours
+EMBEDDINGS = ("neck", "pooled")  # the two features `ReidNet.embed` can return
 _TV_NAMES = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
 
 
@@ -51,6 +55,7 @@ class ModelConfig:
     zero_init_residual: bool = False  # zero the last BN of every residual block at init
     attributes: bool = False  # add the 27 Market-1501 attribute heads (30 logits) on the embedding
     preprocess: Preprocess = field(default_factory=Preprocess)  # the input contract
+    embedding: str = "neck"  # what `embed` returns (exported, ranked): "neck" output or "pooled" feature
 
     def __post_init__(self) -> None:
         if isinstance(self.preprocess, dict):
@@ -61,6 +66,11 @@ class ModelConfig:
             raise CheckpointError(f"unknown neck {self.neck!r}; choose 'none' or 'bnneck'")
         if self.last_stride not in (1, 2):
             raise CheckpointError(f"last_stride must be 1 or 2, got {self.last_stride}")
+        if self.arch in OSNET_ARCHS and self.last_stride != 2:
+            raise CheckpointError(f"last_stride={self.last_stride} is a ResNet option; {self.arch} has no last stride "
+                                  "to change: set last_stride = 2 (or pick a resnet arch)")
+        if self.embedding not in EMBEDDINGS:
+            raise CheckpointError(f"unknown embedding {self.embedding!r}; choose one of {', '.join(EMBEDDINGS)}")
 
     @property
     def embedding_dim(self) -> int:
@@ -83,7 +93,8 @@ class ReidNet(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.backbone = _torchvision_backbone(config)
+        self.backbone = (build_osnet(config.arch, zero_init_residual=config.zero_init_residual)
+                         if config.arch in OSNET_ARCHS else _torchvision_backbone(config))
         self.pool = nn.AdaptiveAvgPool2d(1)
         dim = config.embedding_dim
         if config.neck == "bnneck":
@@ -101,8 +112,16 @@ class ReidNet(nn.Module):
         return self.pool(self.backbone(x)).flatten(1)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """The embedding used for ranking and exported to ONNX: the neck's output, (N, C)."""
-        return self.neck(self.forward_features(x))
+        """The embedding used for ranking and exported to ONNX, (N, C): the neck's output or the pooled
+        feature before it, as `config.embedding` says."""
+        return self.embed_with_attributes(x)[0]
+
+    def embed_with_attributes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(`embed(x)`, attribute logits or None) from one backbone pass; the heads always read the neck output."""
+        features = self.forward_features(x)
+        neck = self.neck(features)
+        attributes = self.attribute_head(neck) if self.attribute_head is not None else None
+        return (features if self.config.embedding == "pooled" else neck), attributes
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.forward_features(x)
@@ -113,6 +132,16 @@ class ReidNet(nn.Module):
         if self.attribute_head is not None:
             out["attributes"] = self.attribute_head(embedding)
         return out
+
+
+def with_embedding(model: ReidNet, embedding: str) -> ReidNet:
+    """`model` with `config.embedding` set to "neck" or "pooled": a shallow copy sharing its weights."""
+    import copy
+    from dataclasses import replace
+
+    clone = copy.copy(model)
+    clone.config = replace(model.config, embedding=embedding)  # validated by ModelConfig
+    return clone
 
 
 def attribute_probabilities(logits: torch.Tensor) -> torch.Tensor:
@@ -127,6 +156,9 @@ def build_model(config: ModelConfig, *, init: str = "random") -> ReidNet:
     model = ReidNet(config)
     if init == "random":
         return model
+    if init == "imagenet" and config.arch in OSNET_ARCHS:
+        raise CheckpointError(f"--init imagenet: torchvision has no ImageNet weights for {config.arch}; use --init "
+                              "random, or --init PATH to an OSNet backbone state dict saved from a reid-export model")
     if init == "imagenet":
         state = _imagenet_state_dict(config.arch)
         load_backbone_weights(model, state, source=f"torchvision {config.arch} ImageNet weights")
@@ -176,6 +208,8 @@ def normalise_backbone_keys(state: dict, *, source: str) -> dict:
     state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
     if any(k.startswith("backbone.") for k in state):
         state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    if osnet_arch_of(state) is not None:  # an OSNet backbone: its own module names
+        return state
     if "conv1.weight" in state:  # torchvision naming
         index = {name: str(i) for i, name in enumerate(_TV_NAMES)}
         out = {}
@@ -193,7 +227,11 @@ def normalise_backbone_keys(state: dict, *, source: str) -> dict:
 
 
 def infer_arch(state: dict, *, source: str) -> str:
-    """Which ResNet a backbone state dict (Sequential indices) belongs to, from its block counts."""
+    """Which ResNet a backbone state dict (Sequential indices) belongs to, from its block counts, or which
+    OSNet (from its own keys and stem width)."""
+    osnet = osnet_arch_of(state)
+    if osnet is not None:
+        return osnet
     blocks = []
     for stage in range(4, 8):
         ids = {int(k.split(".")[1]) for k in state if k.startswith(f"{stage}.") and k.split(".")[1].isdigit()}
