@@ -1,0 +1,86 @@
+"""`reid-export openvino`: IR with the contract and precision in rt_info, parity, NNCF INT8 on training images."""
+
+import json
+
+import pytest
+
+pytest.importorskip("openvino", reason='OpenVINO is not installed (pip install "reid-export[openvino]")')
+
+from reid_export.artefacts.onnx_metadata import (
+    CALIBRATION_KEY,
+    PRECISION_KEY,
+    read_contract,
+)
+from reid_export.errors import DataError, ExportError
+from reid_export.export.openvino import export_openvino
+from reid_export.export.precision import calibration_images, quantize_int8
+from reid_export.runtimes import make_runtime
+from reid_export.runtimes.openvino import ir_metadata
+
+
+def _rt_info(path):
+    import openvino as ov
+
+    return ir_metadata(ov.Core().read_model(str(path)))
+
+
+def test_ir_carries_the_contract_and_precision_and_matches_onnx(tiny_onnx, tiny_market, tmp_path):
+    result = export_openvino(tiny_onnx, tmp_path / "tiny.xml", data=tiny_market, progress=False)
+    assert result.path.is_file() and result.path.with_suffix(".bin").is_file()
+    assert result.precision == "fp32" and result.parity["cosine_min"] > 0.9999
+    meta = _rt_info(result.path)
+    assert meta[PRECISION_KEY] == "fp32"
+    with make_runtime("openvino", result.path) as rt:  # the runtime reads the contract back from rt_info
+        assert rt.contract == read_contract(tiny_onnx) and rt.precision == "fp32" and rt.info is None
+    import openvino as ov
+
+    weights = {op.get_output_element_type(0).get_type_name() for op in ov.Core().read_model(str(result.path)).get_ops()
+               if op.get_type_name() == "Constant" and len(op.get_output_shape(0)) == 4}
+    assert weights == {"f32"}  # no silent FP16 weight compression
+
+
+def test_a_checkpoint_is_exported_through_onnx_on_the_way(tiny_checkpoint, tmp_path):
+    result = export_openvino(tiny_checkpoint, tmp_path / "ckpt.xml", progress=False)
+    assert result.parity["cosine_min"] > 0.9999 and "random tensors" in result.parity_source
+
+
+def test_existing_ir_is_refused_without_overwrite(tiny_onnx, tmp_path):
+    export_openvino(tiny_onnx, tmp_path / "a.xml", progress=False)
+    with pytest.raises(ExportError, match="overwrite"):
+        export_openvino(tiny_onnx, tmp_path / "a.xml", progress=False)
+    export_openvino(tiny_onnx, tmp_path / "a.xml", overwrite=True, progress=False)
+    with pytest.raises(ExportError, match=r"\.xml"):
+        export_openvino(tiny_onnx, tmp_path / "a.ir", progress=False)
+
+
+def test_the_projects_qdq_int8_stays_int8_in_the_ir(tiny_onnx, tiny_market, tmp_path):
+    int8 = quantize_int8(tiny_onnx, tmp_path / "t.int8.onnx", calibration_images(tiny_market, 16), progress=False)
+    result = export_openvino(int8, tmp_path / "t.int8.xml", data=tiny_market, progress=False)
+    assert result.precision == "int8" and _rt_info(result.path)[PRECISION_KEY] == "int8"
+    with make_runtime("openvino", result.path) as rt:
+        assert rt.precision == "int8"
+    with pytest.raises(ExportError, match="already int8"):
+        export_openvino(int8, tmp_path / "again.xml", nncf_int8=True, calib_data=tiny_market, progress=False)
+
+
+def test_nncf_int8_calibrates_on_training_images_and_records_it(tiny_onnx, tiny_market, tmp_path):
+    result = export_openvino(tiny_onnx, tmp_path / "nncf.xml", nncf_int8=True, calib_data=tiny_market,
+                             calib_images=16, data=tiny_market, progress=False)
+    meta = _rt_info(result.path)
+    record = json.loads(meta[CALIBRATION_KEY])
+    assert meta[PRECISION_KEY] == "int8" and record["num_images"] == 16 and record["source"] == "bounding_box_train"
+    assert result.parity["cosine_min"] > 0.98
+    with make_runtime("openvino", result.path) as rt:
+        assert rt.precision == "int8"
+
+
+def test_nncf_needs_calibration_data_and_refuses_the_test_set(tiny_onnx, tiny_market, tmp_path, monkeypatch):
+    with pytest.raises(ExportError, match="--calib-data"):
+        export_openvino(tiny_onnx, tmp_path / "n.xml", nncf_int8=True, progress=False)
+    import reid_export.export.openvino as module
+
+    query = sorted((tiny_market / "query").glob("*.jpg"))[:4]
+    monkeypatch.setattr(module, "calibration_images", lambda root, n: query)  # as if the folder were mislabelled
+    with pytest.raises(DataError, match="leaks"):
+        export_openvino(tiny_onnx, tmp_path / "n.xml", nncf_int8=True, calib_data=tiny_market, progress=False)
+    assert not (tmp_path / "n.xml").exists()
