@@ -35,8 +35,16 @@ from ..files import write_text
 from .onnx_metadata import read_onnx_info
 from .tensorrt_sidecar import file_sha256
 
-__all__ = ["TRACKER_SIDECAR_FORMAT", "BOXMOT_SCHEMA_VERSION", "BOXMOT_PREPROCESS", "tracker_sidecar_path",
-           "tracker_sidecar", "write_tracker_sidecar", "read_tracker_sidecar", "boxmot_differences"]
+__all__ = [
+    "BOXMOT_PREPROCESS",
+    "BOXMOT_SCHEMA_VERSION",
+    "TRACKER_SIDECAR_FORMAT",
+    "boxmot_differences",
+    "read_tracker_sidecar",
+    "tracker_sidecar",
+    "tracker_sidecar_path",
+    "write_tracker_sidecar",
+]
 
 TRACKER_SIDECAR_FORMAT = "reid_export.tracker_sidecar"
 BOXMOT_SCHEMA_VERSION = 1  # boxmot's ARTIFACT_METADATA_SCHEMA_VERSION and MODEL_KWARGS_SCHEMA_VERSION
