@@ -158,8 +158,8 @@ def render_config(*, name: str, backend: str, max_batch_size: int, inputs, outpu
              "# Dims exclude the batch dimension; max_batch_size > 0 makes dimension 0 the batch."]
     lines.append(f'name: "{name}"')
     if backend == "tensorrt":
-        lines += ['platform: "tensorrt_plan"  # a serialized TensorRT engine; it runs only on the TensorRT version '
-                  'and GPU model it was built for']
+        lines.append('platform: "tensorrt_plan"  # a serialized TensorRT engine; it runs only on the TensorRT version '
+                     'and GPU model it was built for')
     else:
         lines.append(f'backend: "{backend}"')
     lines.append(f"max_batch_size: {max_batch_size}")
