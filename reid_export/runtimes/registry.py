@@ -1,9 +1,9 @@
 """The runtime registry: names -> backend classes, imported only when used; model specs from the CLI.
 
 Names: `torch`, `torch-cuda`, `torch-cuda-fp16`, `onnxruntime`, `onnxruntime-cuda`, `onnxruntime-trt`,
-`tensorrt`, `torch-bf16` (CPU autocast + channels_last), `openvino` (FP32 forced), `openvino-bf16`.
-A model spec on the command line is
-`PATH` (the runtime follows from the file type) or `NAME=PATH`.
+`tensorrt`, `torch-bf16` (CPU autocast + channels_last), `openvino` (FP32 forced), `openvino-bf16`,
+`triton` (a running Triton server). A model spec on the command line is
+`PATH` (the runtime follows from the file type), `NAME=PATH`, or `triton=http://HOST:PORT/NAME`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..errors import ReidExportError
 from .base import Runtime
+from .triton import TritonAddress
 
 __all__ = ["RUNTIMES", "make_runtime", "parse_model_spec", "default_runtime_for"]
 
@@ -28,6 +29,7 @@ RUNTIMES: dict[str, tuple[str, str, dict]] = {
     "torch-bf16": ("reid_export.runtimes.torch", "TorchRuntime", {"device": "cpu", "bf16": True, "channels_last": True}),
     "openvino": ("reid_export.runtimes.openvino", "OpenVinoRuntime", {"device": "cpu", "inference_precision": "fp32"}),
     "openvino-bf16": ("reid_export.runtimes.openvino", "OpenVinoRuntime", {"device": "cpu", "inference_precision": "bf16"}),
+    "triton": ("reid_export.runtimes.triton", "TritonRuntime", {}),  # artefact: http://HOST:PORT/NAME, not a file
 }
 _BY_SUFFIX = {".pt": "torch", ".pth": "torch", ".onnx": "onnxruntime", ".engine": "tensorrt", ".xml": "openvino"}
 
@@ -53,9 +55,12 @@ def default_runtime_for(path: str | Path) -> str:
     return _BY_SUFFIX[suffix]
 
 
-def parse_model_spec(spec: str) -> tuple[str, Path]:
-    """`PATH` or `NAME=PATH` -> (runtime name, path); the file must exist."""
+def parse_model_spec(spec: str) -> tuple[str, Path | TritonAddress]:
+    """`PATH` or `NAME=PATH` -> (runtime name, path); the file must exist. `triton=http://HOST:PORT/NAME` ->
+    ("triton", TritonAddress): a server, checked when the runtime activates."""
     name, sep, path = spec.partition("=")
+    if sep and name == "triton":
+        return name, TritonAddress.parse(path)
     if not sep or name not in RUNTIMES:
         name, path = default_runtime_for(spec), spec
     path = Path(path)
