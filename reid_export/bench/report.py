@@ -1,5 +1,9 @@
 """Reports: the machine a run was on, and the bench table as terminal output, JSON and Markdown
-(plots in `plots`); `compare_reports` puts a run next to an earlier one."""
+(plots in `plots`); `compare_reports` puts a run next to an earlier one.
+
+Rows are shown grouped by architecture (`arch`, first seen first; the run's order within a group). With
+more than one architecture, a short matrix comes first: arch x runtime x precision with img/s, Rank-1,
+mAP, attribute mA and the deltas against each architecture's own PyTorch FP32 row (`bench.run`)."""
 
 from __future__ import annotations
 
@@ -9,10 +13,11 @@ import platform
 from pathlib import Path
 
 from ..files import write_text
-from .plots import row_label, write_plots
+from .plots import arch_of_row, row_label, write_plots
 from .stages import STAGES
 
-__all__ = ["machine_info", "table_rows", "print_table", "write_report", "compare_reports", "print_comparison"]
+__all__ = ["machine_info", "table_rows", "matrix_rows", "grouped_rows", "print_table", "write_report", "compare_reports",
+           "print_comparison"]
 
 
 def machine_info() -> dict:
@@ -46,16 +51,16 @@ def machine_info() -> dict:
 def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     """Header and string cells of the bench table, shared by the terminal and Markdown outputs."""
     batch_sizes = report["settings"]["batch_sizes"]
-    header = ["runtime", "precision", "provider", "status"]
+    header = ["arch", "runtime", "precision", "provider", "status"]
     for bs in batch_sizes:
         header += [f"img/s @{bs}", f"p50 ms @{bs}", f"p99 ms @{bs}"]
     header += ["Rank-1", "Rank-5", "Rank-10", "mAP", "mINP", "ΔRank-1", "ΔmAP", "cos min", "cos mean"]
     with_attributes = any("attr_mA" in row for row in report["rows"])
     if with_attributes:
-        header += ["attr acc", "attr mA"]
+        header += ["attr acc", "attr mA", "ΔmA"]
     cells = []
-    for row in report["rows"]:
-        line = [row["runtime"], row.get("precision", "-"), row.get("provider", "-"), row["status"]]
+    for row in grouped_rows(report):
+        line = [arch_of_row(row), row["runtime"], row.get("precision", "-"), row.get("provider", "-"), row["status"]]
         for bs in batch_sizes:
             t = row.get("throughput", {}).get(str(bs))
             if t and "images_per_sec" not in t:  # out of memory, or skipped (too big to fit, above max_batch)
@@ -67,8 +72,40 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
         line += [_fmt(row.get(k), 6) for k in ("cosine_min", "cosine_mean")]
         if with_attributes:
             line += [_fmt(row.get(k), 2) for k in ("attr_mean_accuracy", "attr_mA")]
+            line.append(_fmt(row.get("delta_attr_mA"), 2, signed=True))
         cells.append(line)
     return header, cells
+
+
+def matrix_rows(report: dict) -> tuple[list[str], list[list[str]]]:
+    """The short table a person reads: arch x runtime x precision, img/s at the largest batch measured, Rank-1,
+    mAP, attribute mA (when any row has it) and each one's delta against its reference (its arch's torch FP32)."""
+    largest = max(report["settings"]["batch_sizes"])
+    with_attributes = any("attr_mA" in row for row in report["rows"])
+    header = ["arch", "runtime", "precision", f"img/s @{largest}", "Rank-1", "ΔRank-1", "mAP", "ΔmAP"]
+    header += ["attr mA", "ΔmA"] if with_attributes else []
+    header += ["reference"]
+    cells = []
+    for row in grouped_rows(report):
+        t = row.get("throughput", {}).get(str(largest)) or {}
+        status = row["status"].partition(":")[0]
+        line = [arch_of_row(row), row["runtime"], row.get("precision", "-"),
+                f"{t['images_per_sec']:.1f}" if "images_per_sec" in t else ("-" if status == "ok" else status)]
+        line += [_fmt(row.get("rank1"), 2), _fmt(row.get("delta_rank1"), 2, signed=True),
+                 _fmt(row.get("mAP"), 2), _fmt(row.get("delta_mAP"), 2, signed=True)]
+        if with_attributes:
+            line += [_fmt(row.get("attr_mA"), 2), _fmt(row.get("delta_attr_mA"), 2, signed=True)]
+        line.append("itself" if row.get("is_reference") else row.get("reference", "-"))
+        cells.append(line)
+    return header, cells
+
+
+def grouped_rows(report: dict) -> list[dict]:
+    """The report's rows grouped by architecture, groups in order of first appearance, rows in run order."""
+    first = {}
+    for row in report["rows"]:
+        first.setdefault(arch_of_row(row), len(first))
+    return sorted(report["rows"], key=lambda row: first[arch_of_row(row)])  # stable: run order within a group
 
 
 def print_table(report: dict, *, title: str = "reid-export bench") -> None:
@@ -81,7 +118,11 @@ def print_table(report: dict, *, title: str = "reid-export bench") -> None:
         table.add_column(h, justify="left" if h in ("runtime", "precision", "provider", "status") else "right")
     notes = []  # a failed/skipped row's reason, in full and wrapped, under the table
     status_at = header.index("status")
-    for row, line in zip(report["rows"], cells):
+    previous = None
+    for row, line in zip(grouped_rows(report), cells):
+        if previous is not None and arch_of_row(row) != previous:
+            table.add_section()  # a rule between architectures
+        previous = arch_of_row(row)
         kind, _, reason = row["status"].partition(": ")
         if reason:
             notes.append(f"[{len(notes) + 1}] {row['runtime']} {Path(row['model']).name}: {kind}: {reason}")
@@ -89,6 +130,14 @@ def print_table(report: dict, *, title: str = "reid-export bench") -> None:
         table.add_row(*line)
     console = Console(width=max(160, len(header) * 11))
     console.print(table)
+    if len({arch_of_row(row) for row in report["rows"]}) > 1:
+        matrix_header, matrix_cells = matrix_rows(report)
+        matrix = Table(title="architecture x runtime x precision (deltas against each arch's torch FP32 row)")
+        for h in matrix_header:
+            matrix.add_column(h, justify="left" if h in ("arch", "runtime", "precision", "reference") else "right")
+        for line in matrix_cells:
+            matrix.add_row(*line)
+        console.print(matrix)
     for note in notes:
         console.print(note, markup=False, highlight=False, soft_wrap=False)  # rich wraps at the console width
 
@@ -110,9 +159,10 @@ def write_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
         f"tensorrt {m.get('tensorrt') or 'not installed'}.",
         "",
         "Throughput is model-only (pre-decoded, pre-normalised batches, after warm-up); accuracy and cosine "
-        "come from each runtime's own embeddings of every query and gallery image; cosine is against the "
-        f"reference row ({_reference(report)}).",
+        "come from each runtime's own embeddings of every query and gallery image; cosine and deltas are "
+        f"against each row's reference, the PyTorch FP32 row of its architecture ({_reference(report)}).",
         "",
+        *_matrix_table(report),
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---" for _ in header) + "|",
     ]
@@ -177,6 +227,16 @@ def _stage_table(report: dict) -> list[str]:
                  st["bound_by"], *[f"{st['images_per_sec'][p]:.1f}" for p in paths]]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _matrix_table(report: dict) -> list[str]:
+    """Markdown lines of `matrix_rows`, when the report holds more than one architecture."""
+    if len({arch_of_row(row) for row in report["rows"]}) < 2:
+        return []
+    header, cells = matrix_rows(report)
+    return ["## Architecture x runtime x precision", "",
+            "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|",
+            *("| " + " | ".join(line) + " |" for line in cells), "", "## Every row", ""]
 
 
 def _reference(report: dict) -> str:

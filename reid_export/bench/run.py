@@ -8,8 +8,9 @@ For each model spec (runtime + artefact) one row:
                   when its input and output tensors would not fit in the memory available now
   accuracy        rank1/5/10, mAP, mINP from this runtime's own query and gallery embeddings
   agreement       cosine_min / cosine_mean / max_abs_diff of its embeddings against the reference row
-  deltas          delta_rank1 / delta_mAP / delta_mINP (points) against the reference row, the first
-                  PyTorch FP32 row if there is one
+  arch            the architecture the artefact records (checkpoint config, ONNX metadata)
+  deltas          delta_rank1 / delta_mAP / delta_mINP / delta_attr_mA (points) against the reference
+                  row: the PyTorch FP32 row of the same arch (and model file), if there is one
   stages          per-stage ms of the whole path at one batch size, the bounding stage, and end-to-end
                   images/s serial, with threaded decode, and from a uint8 decode cache
   attributes      attr_mean_accuracy (official 12 columns) and attr_mA, when the runtime outputs
@@ -22,7 +23,7 @@ step: embeddings that are NaN or infinite fail their row (naming the first image
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ from .drift import UPSCALE, preprocess_drift
 from .report import machine_info
 from .stages import staged_timing
 
-__all__ = ["BenchSettings", "ModelSpec", "run_bench", "check_gates", "row_outcomes", "check_report_dir",
+__all__ = ["BenchSettings", "ModelSpec", "run_bench", "check_gates", "row_outcomes", "check_report_dir", "with_embeddings",
            "REPORT_FILES"]
 
 # what a bench run writes into its --out folder (report.write_report and plots.write_plots)
@@ -56,6 +57,23 @@ class ModelSpec:
     @property
     def label(self) -> str:
         return f"{self.runtime}:{self.path.name}"
+
+
+def with_embeddings(specs: list[ModelSpec], embedding: str | None) -> list[ModelSpec]:
+    """`--embedding neck | pooled | both`: each PyTorch spec (a checkpoint) once per embedding named, the BNNeck
+    output and the pooled feature side by side; exported files output the one they were exported with."""
+    if embedding in (None, "auto"):
+        return list(specs)
+    names = ("neck", "pooled") if embedding == "both" else (embedding,)
+    if any(name not in ("neck", "pooled") for name in names):
+        raise ReidExportError(f"--embedding {embedding!r}: choose neck, pooled, both or auto")
+    out = []
+    for spec in specs:
+        if spec.runtime.startswith("torch"):
+            out += [replace(spec, options=(*spec.options, ("embedding", name))) for name in names]
+        else:
+            out.append(spec)
+    return out
 
 
 @dataclass
@@ -144,31 +162,69 @@ def row_outcomes(report: dict) -> dict[str, list[dict]]:
 
 
 def _compare_to_reference(rows: list[dict], embeddings: list) -> None:
-    """The reference is the first ok PyTorch FP32 row, else the first ok row. Every other ok row gets
-    its cosine agreement with the reference and its accuracy deltas (points)."""
+    """Each ok row is compared with the PyTorch FP32 row of its own architecture (`arch`): of the same model
+    (file name up to its first dot: `r18.pt` for `r18.int8.onnx`) when several checkpoints share the arch,
+    else the first such row; an arch without one uses its first ok row. Every ok row gets the reference's
+    label, its cosine agreement with it and its accuracy deltas (points); a reference row marks itself."""
     ok = [i for i, e in enumerate(embeddings) if e is not None]
-    if not ok:
-        return
-    torch_fp32 = [i for i in ok if rows[i]["runtime"].startswith("torch") and rows[i].get("precision") == "fp32"]
-    ref = (torch_fp32 or ok)[0]
-    label = f"{rows[ref]['runtime']}:{Path(rows[ref]['model']).name}"
-    rows[ref]["is_reference"] = True
     for i in ok:
-        rows[i]["reference"] = label
-        for key in ("rank1", "mAP", "mINP"):
-            rows[i][f"delta_{key}"] = round(rows[i][key] - rows[ref][key], 3)
+        ref = _reference_of(i, rows, ok)
+        rows[i]["reference"] = f"{rows[ref]['runtime']}:{Path(rows[ref]['model']).name}"
+        if ref == i:
+            rows[i]["is_reference"] = True
+        for key in ("rank1", "mAP", "mINP", "attr_mA"):
+            if key in rows[i] and key in rows[ref]:
+                rows[i][f"delta_{key}"] = round(rows[i][key] - rows[ref][key], 3)
         if embeddings[i].shape == embeddings[ref].shape:
             rows[i].update(embedding_agreement(embeddings[ref], embeddings[i]))
+
+
+def _reference_of(i: int, rows: list[dict], ok: list[int]) -> int:
+    same_arch = [j for j in ok if rows[j].get("arch") == rows[i].get("arch")]
+    torch_fp32 = [j for j in same_arch if rows[j]["runtime"].startswith("torch") and rows[j].get("precision") == "fp32"]
+    pool = torch_fp32 or same_arch
+    for same in (lambda j: _model_name(rows[j]) == _model_name(rows[i]),
+                 lambda j: rows[j].get("embedding") == rows[i].get("embedding")):  # `--embedding both`
+        pool = [j for j in pool if same(j)] or pool
+    return pool[0]
+
+
+def _model_name(row: dict) -> str:
+    return Path(row["model"]).name.split(".")[0]
+
+
+def _arch_of(runtime) -> str | None:
+    """The architecture a runtime runs, as its artefact records it: the ONNX `reid_export.model` metadata,
+    a TensorRT sidecar's copy of it, or the checkpoint's config (a bare backbone: from its tensors)."""
+    info = getattr(runtime, "info", None)
+    if isinstance(getattr(info, "model", None), dict):
+        return info.model.get("arch")
+    sidecar = getattr(runtime, "sidecar", None)
+    if isinstance(sidecar, dict):
+        model = sidecar.get("model")
+        return model.get("arch") if isinstance(model, dict) else None
+    artefact = runtime.artefact
+    if hasattr(artefact, "config"):  # a ReidNet in memory
+        return artefact.config.arch
+    from ..model import infer_arch, normalise_backbone_keys, torch_load  # lazy: torch
+
+    obj = torch_load(artefact)
+    if isinstance(obj, dict) and isinstance(obj.get("config"), dict):
+        return obj["config"].get("arch")
+    return infer_arch(normalise_backbone_keys(obj, source=str(artefact)), source=str(artefact))
 
 
 def _bench_one(spec: ModelSpec, settings: BenchSettings, eval_paths, decoded, ids) -> tuple[dict, np.ndarray | None]:
     """One row. Everything that can fail for this runtime (loading, timing, extraction, accuracy) runs
     inside the guard, so a broken runtime is a `failed:` row and the other rows and the report are kept."""
     row: dict = {"runtime": spec.runtime, "model": str(spec.path), "status": "ok"}
+    if "embedding" in dict(spec.options):  # `--embedding both`: the rows say which feature they rank with
+        row["runtime"] = f"{spec.runtime} ({dict(spec.options)['embedding']})"
     try:
         with make_runtime(spec.runtime, spec.path, **dict(spec.options)) as runtime:
             row.update(provider=runtime.provider, precision=runtime.precision,
                        opset=getattr(getattr(runtime, "info", None), "opset", None), max_batch=runtime.max_batch)
+            row["arch"] = _arch_of(runtime)
             contract = runtime.contract
             key = (contract.height, contract.width, contract.resize_method, contract.aspect)
             if key not in decoded:
