@@ -21,19 +21,44 @@ recommends and splits each batch across them (an async queue), which only pays o
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
 import numpy as np
 
-from ..artefacts.onnx_metadata import CALIBRATION_KEY, METADATA_KEY, MODEL_KEY, PRECISION_KEY, VERSION_KEY
-from ..artefacts.onnx_metadata import contract_from_metadata, read_onnx_info
+from ..artefacts.onnx_metadata import (
+    CALIBRATION_KEY,
+    METADATA_KEY,
+    MODEL_KEY,
+    PRECISION_KEY,
+    VERSION_KEY,
+    contract_from_metadata,
+    read_onnx_info,
+)
+from ..contract import Preprocess
 from ..errors import RuntimeUnavailable
 from .base import Runtime
 
-__all__ = ["OpenVinoRuntime", "import_openvino", "ir_metadata", "set_ir_metadata", "HINTS", "IR_KEYS"]
+__all__ = ["HINTS", "IR_KEYS", "IrInfo", "OpenVinoRuntime", "import_openvino", "ir_metadata", "set_ir_metadata"]
 
 HINTS = ("latency", "throughput")
 IR_KEYS = (METADATA_KEY, PRECISION_KEY, MODEL_KEY, VERSION_KEY, CALIBRATION_KEY)  # stored in rt_info, split on "."
 _INFERENCE_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
 _INT8_TYPES = {"i8", "u8"}
+
+
+@dataclass(frozen=True)
+class IrInfo:
+    """What an IR's rt_info says about itself (the counterpart of `OnnxInfo` for an .onnx artefact)."""
+
+    path: Path
+    contract: Preprocess
+    precision: str  # fp32 | fp16 | int8, as recorded by `reid-export openvino`
+    metadata: dict[str, str] = field(default_factory=dict)  # the reid_export.* entries
+    model: dict = field(default_factory=dict)  # MODEL_KEY, parsed: arch, embedding_dim, ...
+    calibration: dict = field(default_factory=dict)  # CALIBRATION_KEY, parsed ({} unless INT8)
+    opset: None = None  # an IR has no ONNX opset
 
 
 class OpenVinoRuntime(Runtime):
@@ -45,7 +70,7 @@ class OpenVinoRuntime(Runtime):
         self.inference_precision = inference_precision  # fp32 | bf16: INFERENCE_PRECISION_HINT, never left unset
         self.hint = hint  # latency | throughput: PERFORMANCE_HINT
         self.threads = threads  # INFERENCE_NUM_THREADS; 0 lets OpenVINO use every core
-        self.info = None  # OnnxInfo for an .onnx artefact (opset, metadata)
+        self.info = None  # OnnxInfo (.onnx) or IrInfo (.xml): contract, precision, model, metadata
         self._compiled = self._request = self._queue = None
 
     def _activate_impl(self) -> None:
@@ -70,10 +95,12 @@ class OpenVinoRuntime(Runtime):
         model = core.read_model(path)
         if path.lower().endswith(".onnx"):
             self.info = read_onnx_info(path)
-            meta = self.info.metadata
         else:
             meta = ir_metadata(model)
-        self.contract = contract_from_metadata(meta, source=path)
+            self.info = IrInfo(path=Path(path), contract=contract_from_metadata(meta, source=path),
+                               precision=meta.get(PRECISION_KEY, "fp32"), metadata=meta,
+                               model=_json(meta.get(MODEL_KEY)), calibration=_json(meta.get(CALIBRATION_KEY)))
+        self.contract = self.info.contract
         config = {
             hints.inference_precision: getattr(ov.Type, _INFERENCE_PRECISIONS[self.inference_precision]),
             hints.performance_mode: getattr(hints.PerformanceMode, self.hint.upper()),
@@ -89,8 +116,7 @@ class OpenVinoRuntime(Runtime):
         ran = self._compiled.get_property(hints.inference_precision)  # what the plugin settled on
         self.precision = "int8" if _runs_int8(self._compiled) else ("bf16" if ran == ov.Type.bf16 else "fp32")
         threads = self._compiled.get_property(props.inference_num_threads)
-        self.provider = (f"OpenVINO {ov.get_version().split('-')[0]} {device} ({core.get_property(device, props.device.full_name)}), "
-                         f"{self.hint} hint, {streams} stream(s), {threads} thread(s)")
+        self.provider = f"OpenVINO {ov.get_version().split('-')[0]} {device}, {self.hint} hint, {streams} streams, {threads} threads"
 
     def _infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         if self._queue is None or len(batch) < 2:
@@ -136,6 +162,14 @@ def set_ir_metadata(model, meta: dict[str, str]) -> None:
     for key in IR_KEYS:
         if key in meta:
             model.set_rt_info(meta[key], key.split("."))
+
+
+def _json(text: str | None) -> dict:
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _runs_int8(compiled) -> bool:
