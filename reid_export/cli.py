@@ -21,6 +21,8 @@ from .bench.drift import drift_table_lines, parse_preprocess_as
 from .bench.report import compare_reports, print_comparison, print_table, write_report
 from .bench.run import BenchSettings, ModelSpec, check_gates, check_report_dir, row_outcomes, run_bench, with_embeddings
 from .data.synthetic import generate_market1501
+from .deploy.deepstream import NETWORK_MODES, REID_TYPES, write_deepstream
+from .deploy.triton import DEFAULT_MAX_BATCH, write_triton_repository
 from .errors import ReidExportError
 from .export.settings import DEFAULT_OPSET, ExportOptions, Int8Search, Int8Settings
 from .export.tensorrt import BuildSettings, trt_command
@@ -196,6 +198,44 @@ def openvino_ir(
     result = export_openvino(artefact, out, nncf_int8=nncf_int8, calib_data=calib_data, calib_images=calib_images,
                              data=data, min_cosine=min_cosine, overwrite=overwrite, progress=not quiet)
     typer.echo(result.summary())
+
+
+@app.command()
+def triton(
+    artefact: Annotated[Path, typer.Argument(help="ONNX file (.onnx), TensorRT engine (.engine, with its sidecar) or OpenVINO IR (.xml).")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Model repository folder; NAME/config.pbtxt and NAME/1/model.* go in it.")],
+    name: Annotated[str, typer.Option(help="Model name: its folder in the repository and the NAME clients ask for.")] = "reid",
+    max_batch: Annotated[Optional[int], typer.Option(help=f"max_batch_size. Default: the engine profile's max for a TensorRT engine, else {DEFAULT_MAX_BATCH}.")] = None,
+    instances: Annotated[int, typer.Option(help="Model instances (instance_group count).")] = 1,
+    kind: Annotated[Optional[str], typer.Option(help="Instance kind: gpu or cpu. Default: gpu (cpu for an OpenVINO IR).")] = None,
+    preferred_batch: Annotated[Optional[str], typer.Option(help="dynamic_batching preferred sizes, e.g. 16,32,64. Default: up to three, ending at max_batch_size.")] = None,
+    queue_delay_us: Annotated[int, typer.Option(help="dynamic_batching max_queue_delay_microseconds.")] = 100,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing NAME folder in the repository.")] = False,
+) -> None:
+    """Write a Triton model repository (NAME/1/model.*, NAME/config.pbtxt checked against Triton's schema)."""
+    preferred = _parse_ints(preferred_batch, "--preferred-batch") if preferred_batch else None
+    model = write_triton_repository(artefact, out, name=name, max_batch=max_batch, instances=instances, kind=kind,
+                                    preferred_batch_sizes=preferred, queue_delay_us=queue_delay_us, overwrite=overwrite)
+    checked = "checked against" if model.checked else "NOT checked (no tritonclient) against"
+    typer.echo(f"wrote {model.config} ({checked} Triton's model-config schema) and {', '.join(map(str, model.files))}")
+    typer.echo(f"serve: tritonserver --model-repository {out}; bench it: --model triton=http://HOST:8000/{name}")
+
+
+@app.command()
+def deepstream(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.pt) or backbone weights (.pth) to export.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Folder for reid.onnx and config_tracker_reid.yml.")],
+    reid_type: Annotated[str, typer.Option(help=f"Tracker reidType: {', '.join(f'{k} ({v})' for k, v in REID_TYPES.items())}.")] = "reassoc",
+    network_mode: Annotated[str, typer.Option(help=f"Precision DeepStream builds its engine at: {', '.join(k for k in NETWORK_MODES if k != 'int8')}.")] = "fp16",
+    batch_size: Annotated[int, typer.Option(help="Tracker Re-ID batchSize (crops per inference).")] = 100,
+    workspace_mb: Annotated[int, typer.Option(help="TensorRT workspaceSize for DeepStream's engine build, in MB.")] = 1000,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing files in the folder.")] = False,
+) -> None:
+    """DeepStream tracker Re-ID: an embedding-only ONNX with the std folded in, and the config's ReID section."""
+    files = write_deepstream(checkpoint, out, reid_type=reid_type, network_mode=network_mode, batch_size=batch_size,
+                             workspace_mb=workspace_mb, overwrite=overwrite)
+    typer.echo(f"wrote {files.onnx} and {files.config}; under DeepStream's netScaleFactor * (x - offsets) the folded "
+               f"graph matches the model: min cosine {files.cosine_min:.6f}")
 
 
 @app.command()
