@@ -85,3 +85,30 @@ def test_nncf_needs_calibration_data_and_refuses_the_test_set(tiny_onnx, tiny_ma
     with pytest.raises(DataError, match="leaks"):
         export_openvino(tiny_onnx, tmp_path / "n.xml", nncf_int8=True, calib_data=tiny_market, progress=False)
     assert not (tmp_path / "n.xml").exists()
+
+
+@pytest.mark.slow
+def test_cli_writes_ir_and_bench_runs_it_with_a_hint_and_drift_rows(tiny_onnx, tiny_market, tmp_path):
+    import subprocess
+    import sys
+
+    def run_cli(*args):
+        return subprocess.run([sys.executable, "-m", "reid_export.cli", *map(str, args)], capture_output=True,
+                              text=True, timeout=600)
+
+    ir = tmp_path / "tiny.xml"
+    r = run_cli("openvino", tiny_onnx, "-o", ir, "--data", tiny_market, "-q")
+    assert r.returncode == 0, r.stderr
+    assert f"wrote {ir}" in r.stdout and "min cosine" in r.stdout
+    out = tmp_path / "bench"
+    r = run_cli("bench", "--data", tiny_market, "--model", tiny_onnx, "--model", f"openvino={ir}", "--batch-sizes", 2,
+                "--no-stages", "--ov-hint", "throughput", "--preprocess-as", "cv2-linear", "-o", out, "-q")
+    assert r.returncode == 0, r.stderr
+    report = json.loads((out / "report.json").read_text())
+    ov_row = report["rows"][1]
+    assert ov_row["status"] == "ok" and ov_row["precision"] == "fp32" and "throughput hint" in ov_row["provider"]
+    assert ov_row["cosine_min"] > 0.9999
+    assert {(row["runtime"], row["preprocess_as"]) for row in report["drift"]} >= {("openvino", "cv2-linear")}
+    assert "cv2-linear/stretch" in r.stdout  # the drift table is printed after the main one
+    r = run_cli("bench", "--data", tiny_market, "--model", tiny_onnx, "--ov-hint", "fast", "-o", tmp_path / "b2")
+    assert r.returncode == 2 and "latency or throughput" in r.stderr
