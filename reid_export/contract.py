@@ -130,28 +130,6 @@ class Preprocess:
         canvas[:pixels.shape[0], :pixels.shape[1]] = pixels
         return canvas if is_array else _pil_image(canvas)
 
-    def _resolve_resize(self) -> None:
-        """Fill `interpolation` from `resize_method` or the other way round; contracts from before
-        `resize_method` existed mean Pillow at their `interpolation`."""
-        interpolation, method = self.interpolation, self.resize_method
-        if interpolation and interpolation not in _INTERPOLATIONS:
-            raise ReidExportError(
-                f"preprocess interpolation must be one of {', '.join(_INTERPOLATIONS)}, got {interpolation!r}")
-        if method and method not in RESIZE_METHODS:
-            raise ReidExportError(
-                f"preprocess resize_method must be one of {', '.join(RESIZE_METHODS)}, got {method!r}")
-        if not method:
-            method = {"bilinear": "pil-bilinear-antialias", "bicubic": "pil-bicubic-antialias",
-                      "nearest": "pil-nearest"}.get(interpolation or "bilinear")
-            if method is None:
-                raise ReidExportError("preprocess interpolation 'area' exists only as OpenCV's: "
-                                      "set resize_method='cv2-area'")
-        if interpolation and RESIZE_METHODS[method] != interpolation:
-            raise ReidExportError(f"preprocess resize_method {method!r} is a {RESIZE_METHODS[method]} resize, "
-                                  f"but interpolation says {interpolation!r}; give one of them, or matching ones")
-        object.__setattr__(self, "resize_method", method)
-        object.__setattr__(self, "interpolation", RESIZE_METHODS[method])
-
     def uint8_to_array(self, hwc: np.ndarray) -> np.ndarray:
         """A (height, width, 3) RGB uint8 array already at the input size -> (3, H, W) float32."""
         return self.normalize_uint8(hwc[None])[0]
@@ -176,6 +154,29 @@ class Preprocess:
     def load_batch(self, paths) -> np.ndarray:
         """Read image files into one float32 batch (N, 3, H, W)."""
         return self.normalize_uint8(np.stack([self.decode(p) for p in paths]))
+
+    # -- private ---------------------------------------------------------------------------
+    def _resolve_resize(self) -> None:
+        """Fill `interpolation` from `resize_method` or the other way round; contracts from before
+        `resize_method` existed mean Pillow at their `interpolation`."""
+        interpolation, method = self.interpolation, self.resize_method
+        if interpolation and interpolation not in _INTERPOLATIONS:
+            raise ReidExportError(
+                f"preprocess interpolation must be one of {', '.join(_INTERPOLATIONS)}, got {interpolation!r}")
+        if method and method not in RESIZE_METHODS:
+            raise ReidExportError(
+                f"preprocess resize_method must be one of {', '.join(RESIZE_METHODS)}, got {method!r}")
+        if not method:
+            method = {"bilinear": "pil-bilinear-antialias", "bicubic": "pil-bicubic-antialias",
+                      "nearest": "pil-nearest"}.get(interpolation or "bilinear")
+            if method is None:
+                raise ReidExportError("preprocess interpolation 'area' exists only as OpenCV's: "
+                                      "set resize_method='cv2-area'")
+        if interpolation and RESIZE_METHODS[method] != interpolation:
+            raise ReidExportError(f"preprocess resize_method {method!r} is a {RESIZE_METHODS[method]} resize, "
+                                  f"but interpolation says {interpolation!r}; give one of them, or matching ones")
+        object.__setattr__(self, "resize_method", method)
+        object.__setattr__(self, "interpolation", RESIZE_METHODS[method])
 
 
 def _resize(image, size: tuple[int, int], method: str):
