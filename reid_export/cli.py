@@ -422,11 +422,32 @@ def demo(
 
 
 def main() -> None:
+    """Exit codes: 0 done (bench: every row ok or skipped); 1 a bench row failed, a gate broke or no row
+    ran, a parity check failed, or the machine ran out of memory; 2 bad input (file, folder, option)."""
+    if any(arg in ("-q", "--quiet") for arg in sys.argv[1:]):
+        _quiet_libraries()
     try:
         app()
     except ReidExportError as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(2)
+    except OSError as e:  # a file-system error our checks did not foresee: still one line naming the path
+        where = f"{e.filename}: " if e.filename else ""
+        typer.echo(f"error: {where}{e.strerror or e}; check the path exists and is readable/writable", err=True)
+        sys.exit(2)
+    except MemoryError:
+        typer.echo("error: out of memory; use smaller batch sizes (--batch-sizes) or fewer images", err=True)
+        sys.exit(1)
+
+
+def _quiet_libraries() -> None:
+    """-q: no warnings or log lines from torch, ONNX Runtime's quantiser, onnx, ...; ours still show."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    warnings.filterwarnings("default", module=r"reid_export(\.|$)")
+    logging.getLogger().setLevel(logging.ERROR)
 
 
 def _parse_ints(text: str, option: str) -> tuple[int, ...]:

@@ -15,6 +15,7 @@ from ..data.synthetic import generate_market1501
 from ..errors import ExportError, ReidExportError
 from ..export.onnx import export_onnx
 from ..export.verify import verify_export
+from ..files import check_free_space, check_writable_dir
 from ..training import load_recipe, train
 from .visualize import visualize_rankings
 
@@ -28,8 +29,12 @@ def run_demo(out_dir: str | Path, *, train_ids: int = 150, test_ids: int = 100, 
     with `stages_seconds` added. Files: data/, model.pt, model.onnx, report.json, report.md, the two
     plots, and rankings/ (ranked-list pictures of a few queries)."""
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ReidExportError(f"--out {out} is a file; the demo writes a folder: pass a new folder path")
     if out.exists() and any(out.iterdir()):
         raise ReidExportError(f"{out} is not empty; the demo writes a fresh folder: pass another --out or delete it")
+    check_writable_dir(out, what="demo folder")  # checked now, not after training
+    check_free_space(out, 300_000_000, what="the demo (data, checkpoint, ONNX, report)")
     data, ckpt, onnx_path = out / "data", out / "model.pt", out / "model.onnx"
     stages: dict[str, float] = {}
 

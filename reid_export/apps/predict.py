@@ -14,6 +14,7 @@ from ..data.attributes import decode_probabilities
 from ..data.course import load_course, write_attribute_predictions, write_reid_ranking
 from ..errors import ReidExportError
 from ..evaluation.distances import topk
+from ..files import check_writable_dir
 from ..images import decode_images
 from ..runtimes import infer_images, make_runtime, parse_model_spec
 
@@ -32,6 +33,7 @@ def predict_course(data_root: str | Path, model_spec: str, out_dir: str | Path, 
     if clashes:
         raise ReidExportError(f"{clashes[0]} already exists; predict never replaces outputs: choose another -o folder "
                               "or move the old files away")
+    check_writable_dir(out, what="-o folder")  # before any image is embedded
     data = load_course(data_root, progress=progress)
     name, path = parse_model_spec(model_spec)
     with make_runtime(name, path) as runtime:

@@ -32,6 +32,7 @@ from ..decode import open_rgb
 from ..errors import ReidExportError
 from ..evaluation.distances import pairwise_distance
 from ..evaluation.protocol import JUNK_PID, match_status
+from ..files import atomic_path, check_writable_dir
 from ..images import decode_images
 from ..progress import progress_bar
 from ..runtimes import infer_images, make_runtime, parse_model_spec
@@ -141,7 +142,16 @@ def visualize_rankings(data_root: str | Path, model_spec: str, out_dir: str | Pa
 
     layout = Layout()
     rows, written = [], []
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        _write_rows(out, queries, distances, data, top_k, attributes, layout, model_label, seed, rows, written)
+    except ReidExportError:  # a write error names the file; no half set of pictures is left behind
+        for file in written:
+            file.unlink(missing_ok=True)
+        raise
+    return written
+
+
+def _write_rows(out, queries, distances, data, top_k, attributes, layout, model_label, seed, rows, written) -> None:
     for i, query in enumerate(queries):
         ranked = RankedQuery(
             query=query, hits=rank_gallery(distances[i], query, data.gallery, top_k),
@@ -149,14 +159,17 @@ def visualize_rankings(data_root: str | Path, model_spec: str, out_dir: str | Pa
             attributes=attributes[i] if attributes else None,
         )
         row = render_row(ranked, layout, model_label=model_label)
-        file = out / f"query_{i + 1:02d}_{query.path.stem}.png"
-        row.save(file)
+        written.append(_save_png(row, out / f"query_{i + 1:02d}_{query.path.stem}.png"))
         rows.append(row)
-        written.append(file)
     sheet = render_contact_sheet(rows, f"{len(rows)} queries of {data.root}, top {top_k} by cosine distance; "
                                        f"model: {model_label}; seed {seed}", layout)
-    sheet.save(out / "contact_sheet.png")
-    return written + [out / "contact_sheet.png"]
+    written.append(_save_png(sheet, out / "contact_sheet.png"))
+
+
+def _save_png(image, path: Path) -> Path:
+    with atomic_path(path) as tmp:  # an OSError becomes one message naming `path`
+        image.save(tmp, format="PNG")
+    return path
 
 
 def choose_queries(queries: Sequence[Sample], num: int, *, seed: int = 0) -> list[int]:
@@ -308,7 +321,7 @@ def _check_out_dir(out: Path) -> Path:
             f"output folder {out} is not empty; visualize writes new PNG files and never replaces existing ones. "
             "Fix: choose an empty or new folder, or delete its contents first."
         )
-    return out
+    return check_writable_dir(out, what="output folder")  # before the gallery is embedded, not after
 
 
 def _embed(runtime, paths: list[Path], *, progress: bool, description: str) -> dict[str, np.ndarray]:

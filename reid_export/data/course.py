@@ -31,8 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..files import atomic_path, write_text
 from .attributes import ATTRIBUTE_CODES, ATTRIBUTE_FILE, ATTRIBUTE_NAMES, check_codes
-from .market1501 import IMAGE_SUFFIXES, Sample
+from .market1501 import IMAGE_SUFFIXES, Sample, warn_broken_links
 from .market1501 import verify_images as _verify_images
 
 __all__ = [
@@ -233,7 +234,7 @@ def write_reid_ranking(
         lines.append(f"{Path(query).name}: {', '.join(names)}\n")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(lines), encoding="utf-8")
+    write_text(out, "".join(lines))  # atomic: a write error is one message naming the file
     return out
 
 
@@ -254,8 +255,7 @@ def write_attribute_predictions(
     for name, sample in zip(names, codes):
         check_codes(sample, f"prediction for {Path(name).name}")
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_path(out) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(("id",) + ATTRIBUTE_NAMES)
         for name, sample in zip(names, codes):
@@ -276,7 +276,9 @@ def _check_layout(base: Path, csv_path: Path, *, given_csv: bool) -> None:
     if missing:
         found = sorted(p.name + ("/" if p.is_dir() else "") for p in base.iterdir())
         official = (base / "bounding_box_train").is_dir()
-        hint = " (this looks like the official layout: use load_market1501)" if official else ""
+        hint = (" (this is the official Market-1501 layout, not the course's: `reid-export predict` writes the "
+                "course's submission files; for a Market-1501 folder use `reid-export bench --data DIR --model "
+                "MODEL` for accuracy, or `reid-export visualize` for ranked lists)") if official else ""
         raise DataError(
             f"Course data folder {base} is missing {', '.join(sorted(missing))}{hint}. Expected\n"
             f"{_tree(base, missing)}\nFound: {', '.join(found) or 'an empty folder'}. "
@@ -302,12 +304,11 @@ def _tree(base: Path, missing: set[str]) -> str:
 
 
 def _images(folder: Path) -> list[Path]:
-    """Image files in name order; hidden files (e.g. macOS `._x.jpg`) are not images."""
-    return sorted(
-        (p for p in folder.iterdir()
-         if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")),
-        key=lambda p: p.name,
-    )
+    """Image files in name order; hidden files (e.g. macOS `._x.jpg`) are not images. Links that lead
+    nowhere are reported (count and examples) and skipped."""
+    entries = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")]
+    warn_broken_links(folder, entries)
+    return sorted((p for p in entries if p.is_file()), key=lambda p: p.name)
 
 
 def _read_annotations(path: Path) -> dict[int, dict[str, int]]:

@@ -26,6 +26,8 @@ from ..progress import progress_bar
 
 __all__ = [
     "Sample",
+    "broken_links",
+    "warn_broken_links",
     "Market1501",
     "SPLIT_FOLDERS",
     "IMAGE_SUFFIXES",
@@ -280,10 +282,9 @@ def _how_to_get() -> str:
 
 def _read_folder(folder: Path) -> tuple[list[Sample], list[Path]]:
     samples, odd = [], []
-    files = sorted(
-        (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
-        key=lambda p: p.name,
-    )
+    entries = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+    warn_broken_links(folder, entries)
+    files = sorted((p for p in entries if p.is_file()), key=lambda p: p.name)
     for path in files:
         parsed = parse_name(path.name)
         if parsed is None:
@@ -291,6 +292,31 @@ def _read_folder(folder: Path) -> tuple[list[Sample], list[Path]]:
         else:
             samples.append(Sample(path=path, pid=parsed[0], camid=parsed[1]))
     return samples, odd
+
+
+def broken_links(entries: Iterable[Path]) -> list[tuple[Path, str]]:
+    """Symbolic links among `entries` that lead to no file: (link, "dangling" | "a symlink loop")."""
+    broken = []
+    for path in entries:
+        if not path.is_symlink():
+            continue
+        try:
+            path.stat()
+        except FileNotFoundError:
+            broken.append((path, "dangling"))
+        except OSError as e:  # ELOOP: the link points (eventually) at itself
+            broken.append((path, "a symlink loop" if e.errno == 40 else e.strerror or "unreadable"))
+    return broken
+
+
+def warn_broken_links(folder: Path, entries: Iterable[Path]) -> None:
+    """Say (count + first examples) which image links in `folder` are skipped because they lead nowhere."""
+    broken = sorted(broken_links(entries), key=lambda item: item[0].name)
+    if broken:
+        examples = ", ".join(f"{p.name} ({why} -> {os.readlink(p)})" for p, why in broken[:_SHOWN_SKIPPED])
+        more = f" and {len(broken) - _SHOWN_SKIPPED} more" if len(broken) > _SHOWN_SKIPPED else ""
+        warnings.warn(f"Skipped {_plural(len(broken), 'broken symbolic link')} in {folder}: {examples}{more}. "
+                      "Fix: point them at existing images or remove them.", stacklevel=4)
 
 
 def _warn_skipped(folder: Path, odd: list[Path]) -> None:

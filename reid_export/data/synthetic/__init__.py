@@ -22,13 +22,15 @@ this module plans the boxes, checks arguments and folders, writes the files and 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ...errors import DataError
+from ...errors import DataError, ReidExportError
+from ...files import check_free_space, check_writable_dir
 from ...progress import progress_bar
 from ..attributes import ATTRIBUTE_FILE, save_market_attributes
 from ..market1501 import SPLIT_FOLDERS
@@ -37,6 +39,7 @@ from .render import IMAGE_SIZE, SCENES, SEED_CAMERA, SEED_PERSON, SEED_PLAN, Sho
 __all__ = ["SynthSummary", "generate_market1501", "SPLIT_FOLDERS", "IMAGE_SIZE", "JPEG_QUALITY"]
 
 JPEG_QUALITY = 90  # fixed so that a seed gives the same bytes
+_BYTES_PER_IMAGE = 8_000  # a generous size of one 128 x 64 JPEG box, for the free-space check
 NUM_CAMERAS = 6
 
 
@@ -99,17 +102,31 @@ def generate_market1501(
     for kind, count in (("distractor", distractors), ("junk", junk)):
         shots += _plan_extras(np.random.default_rng([seed, SEED_PLAN, _EXTRA_TAGS[kind]]), kind, count, names)
 
-    for folder in SPLIT_FOLDERS.values():
-        (out / folder).mkdir(parents=True, exist_ok=True)
-    with progress_bar("writing synthetic Market-1501", len(shots), enabled=progress, transient=False) as advance:
-        for shot in shots:
-            image = render_shot(shot, people.get(shot.pid), cameras, seed)
-            image.save(out / SPLIT_FOLDERS[shot.split] / shot.name, format="JPEG", quality=JPEG_QUALITY)
-            advance()
-    save_market_attributes(out / ATTRIBUTE_FILE, {
-        split: {pid: people[pid].attributes for pid in pids if (pid <= train_ids) == (split == "train")}
-        for split in ("train", "test")
-    })
+    check_free_space(out, len(shots) * _BYTES_PER_IMAGE, what=f"the synthetic data set ({len(shots)} images)")
+    created = [out / folder for folder in SPLIT_FOLDERS.values() if not (out / folder).exists()]
+    written: list[Path] = []
+    try:
+        for folder in SPLIT_FOLDERS.values():
+            (out / folder).mkdir(parents=True, exist_ok=True)
+        with progress_bar("writing synthetic Market-1501", len(shots), enabled=progress, transient=False) as advance:
+            for shot in shots:
+                image = render_shot(shot, people.get(shot.pid), cameras, seed)
+                written.append(out / SPLIT_FOLDERS[shot.split] / shot.name)
+                image.save(written[-1], format="JPEG", quality=JPEG_QUALITY)
+                advance()
+        written.append(out / ATTRIBUTE_FILE)
+        save_market_attributes(written[-1], {
+            split: {pid: people[pid].attributes for pid in pids if (pid <= train_ids) == (split == "train")}
+            for split in ("train", "test")
+        })
+    except (OSError, ReidExportError, KeyboardInterrupt) as e:  # leave no half data set that blocks a rerun
+        _remove_partial(written, created)
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise DataError(f"{written[-1] if written else out}: could not write ({reason}); the {len(written) - 1} "
+                        "files written so far were removed. Free some space or choose a writable folder, then run "
+                        "the command again") from None
 
     seconds = time.perf_counter() - start
     counts = {
@@ -193,9 +210,18 @@ def _check_arguments(
             raise DataError(f"{label} must be (low, high) with {least} <= low <= high, got {(low, high)}")
 
 
+def _remove_partial(written: list[Path], created: list[Path]) -> None:
+    for path in written:
+        path.unlink(missing_ok=True)
+    for folder in created:
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only if empty: never a folder that held the user's files
+
+
 def _check_out_dir(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise DataError(f"out_dir {out} is a file; pass a folder for the synthetic Market-1501 data set")
+    check_writable_dir(out, what="synth output folder")
     for folder in SPLIT_FOLDERS.values():
         path = out / folder
         if path.is_dir() and any(path.iterdir()):
