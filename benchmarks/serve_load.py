@@ -1,0 +1,219 @@
+"""Load benchmark of `reid-export serve`: requests/s and p50/p99 latency at several concurrencies, with dynamic
+batching on and off, next to the runtime's model-only throughput measured in the same run.
+
+    python benchmarks/serve_load.py --model runs/demo/model.onnx --gallery runs/gallery \\
+        --queries runs/demo/data/query --requests 256 --concurrency 1,8,32 --out benchmarks/results/serve
+
+1. Model-only reference (no server running): `runtime.infer` timed at batch 1 and 32 on real query crops
+   (warm-up, then at least `--min-seconds`), and one exact top-k search over the gallery.
+2. For batching on (`--max-batch 32 --max-delay-ms D`) and off (`--no-batching`): a fresh `reid-export serve`
+   on a free loopback port; per concurrency C, C asyncio workers send `--requests` POST /v1/search in total
+   (one query crop each, k=10) and stop; latency is measured per request, client side.
+3. A markdown table and report.json; the targets of the issue are checked and printed:
+   at C=32 with batching the service delivers >= 80% of the model-only batch-32 images/s, and at C=1 its p50
+   is within 1.3x of (model-only batch-1 latency + search time).
+
+The load generator shares the machine with the server: on 2 cores it takes CPU from it, which the numbers
+include. Everything stays on 127.0.0.1; the run stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from reid_export.images import decode_images
+from reid_export.runtimes import make_runtime, parse_model_spec
+from reid_export.serve.gallery import Gallery
+from reid_export.serve.indexing import collect_images
+from reid_export.serve.stores import EmbeddedStore
+
+K = 10
+
+
+def model_only(model: str, queries: list[Path], gallery_dir: Path, *, min_seconds: float) -> dict:
+    """img/s and ms per call at batch 1 and 32, and the search time of one query, in this process."""
+    name, path = parse_model_spec(model)
+    out = {}
+    with make_runtime(name, path) as runtime:
+        pixels = decode_images(queries[:32] * (32 // max(1, len(queries[:32])) + 1), runtime.contract,
+                               progress=False)[:32]
+        for batch in (1, 32):
+            x = runtime.contract.normalize_uint8(pixels[:batch])
+            for _ in range(3):
+                runtime.infer(x)
+            times = []
+            t_end = time.perf_counter() + min_seconds
+            while time.perf_counter() < t_end or len(times) < 5:
+                t0 = time.perf_counter()
+                runtime.infer(x)
+                times.append(time.perf_counter() - t0)
+            median = statistics.median(times)
+            out[f"batch{batch}_ms"] = median * 1e3
+            out[f"batch{batch}_images_per_sec"] = batch / median
+        query = runtime.infer(runtime.contract.normalize_uint8(pixels[:1]))["embedding"]
+        out["runtime"] = runtime.describe()
+    with Gallery.open(gallery_dir) as g:
+        store = EmbeddedStore()
+        store.sync(g.ids, g.embeddings, g.camids())
+        times = []
+        for _ in range(50):
+            t0 = time.perf_counter()
+            store.search(query, K)
+            times.append(time.perf_counter() - t0)
+        out["search_ms"] = statistics.median(times) * 1e3
+        out["gallery_items"] = len(g)
+    return out
+
+
+def start_server(model: str, gallery: Path, extra: list[str]) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "reid_export.cli", "serve", "--model", model, "--gallery",
+                                str(gallery), "--port", str(port), *extra],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    import httpx
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the server exited with {process.returncode}; run it by hand to see why: "
+                             f"reid-export serve --model {model} --gallery {gallery}")
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise SystemExit("the server did not become ready in 120 s")
+
+
+async def load(url: str, bodies: list[tuple[str, bytes]], concurrency: int, requests: int) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    counter = iter(range(requests))
+
+    async def worker(client):
+        nonlocal errors
+        for i in counter:
+            name, data = bodies[i % len(bodies)]
+            t0 = time.perf_counter()
+            r = await client.post(url + "/v1/search", files={"image": (name, data, "image/jpeg")}, data={"k": str(K)})
+            latencies.append(time.perf_counter() - t0)
+            errors += r.status_code != 200
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        for _ in range(min(8, requests)):  # warm-up: connections and the first batches
+            name, data = bodies[0]
+            await client.post(url + "/v1/search", files={"image": (name, data, "image/jpeg")}, data={"k": str(K)})
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    ms = np.array(latencies) * 1e3
+    return {"concurrency": concurrency, "requests": requests, "errors": errors, "requests_per_sec": requests / wall,
+            "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="PATH or RUNTIME=PATH (the gallery's model)")
+    parser.add_argument("--gallery", required=True, type=Path)
+    parser.add_argument("--queries", required=True, type=Path, help="folder of query crops")
+    parser.add_argument("--requests", type=int, default=256, help="requests per concurrency level")
+    parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--max-delay-ms", type=float, default=5.0)
+    parser.add_argument("--min-seconds", type=float, default=3.0, help="model-only timing per batch size")
+    parser.add_argument("--out", type=Path, help="folder for report.json and report.md")
+    args = parser.parse_args(argv)
+    levels = [int(c) for c in args.concurrency.split(",")]
+    queries = [f.path for f in collect_images(args.queries)]
+    bodies = [(p.name, p.read_bytes()) for p in queries[:64]]
+
+    reference = model_only(args.model, queries, args.gallery, min_seconds=args.min_seconds)
+    rows = []
+    for mode, extra in (("on", ["--max-batch", str(args.max_batch), "--max-delay-ms", str(args.max_delay_ms)]),
+                        ("off", ["--no-batching"])):
+        process, url = start_server(args.model, args.gallery, extra)
+        try:
+            for c in levels:
+                row = asyncio.run(load(url, bodies, c, args.requests))
+                rows.append({"batching": mode, **row})
+                print(f"batching {mode:3s} concurrency {c:3d}: {row['requests_per_sec']:7.1f} req/s, "
+                      f"p50 {row['p50_ms']:7.1f} ms, p99 {row['p99_ms']:7.1f} ms, errors {row['errors']}", flush=True)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(60)
+    report = {"command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]), "model_only": reference,
+              "rows": rows, "targets": _targets(reference, rows), "machine": _machine(),
+              "settings": {"max_batch": args.max_batch, "max_delay_ms": args.max_delay_ms, "k": K}}
+    text = render(report)
+    print(text)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "load.json").write_text(json.dumps(report, indent=2))
+        (args.out / "load.md").write_text(text)
+    return report
+
+
+def _targets(ref: dict, rows: list[dict]) -> dict:
+    out = {}
+    on = {r["concurrency"]: r for r in rows if r["batching"] == "on"}
+    if 32 in on:
+        share = on[32]["requests_per_sec"] / ref["batch32_images_per_sec"]
+        out["c32_share_of_model_only_batch32"] = share
+        out["c32_target_met"] = share >= 0.8
+    if 1 in on:
+        ratio = on[1]["p50_ms"] / (ref["batch1_ms"] + ref["search_ms"])
+        out["c1_p50_over_model_batch1_plus_search"] = ratio
+        out["c1_target_met"] = ratio <= 1.3
+    return out
+
+
+def render(report: dict) -> str:
+    ref = report["model_only"]
+    lines = [f"Serve load: {ref['runtime']}, gallery {ref['gallery_items']} items, k={K}, "
+             f"max batch {report['settings']['max_batch']}, max delay {report['settings']['max_delay_ms']} ms",
+             f"Machine: {report['machine']}", f"Command: {report['command']}", "",
+             f"Model-only reference (same run): batch 1 {ref['batch1_ms']:.2f} ms ({ref['batch1_images_per_sec']:.1f} "
+             f"img/s), batch 32 {ref['batch32_ms']:.1f} ms ({ref['batch32_images_per_sec']:.1f} img/s); "
+             f"search {ref['search_ms']:.2f} ms", "",
+             "| batching | concurrency | req/s | p50 ms | p99 ms | errors |", "|---|---:|---:|---:|---:|---:|"]
+    for r in report["rows"]:
+        lines.append(f"| {r['batching']} | {r['concurrency']} | {r['requests_per_sec']:.1f} | {r['p50_ms']:.1f} | "
+                     f"{r['p99_ms']:.1f} | {r['errors']} |")
+    t = report["targets"]
+    lines.append("")
+    if "c32_share_of_model_only_batch32" in t:
+        lines.append(f"Concurrency 32, batching on: {100 * t['c32_share_of_model_only_batch32']:.0f}% of model-only "
+                     f"batch-32 img/s (target >= 80%: {'met' if t['c32_target_met'] else 'NOT met'})")
+    if "c1_p50_over_model_batch1_plus_search" in t:
+        lines.append(f"Concurrency 1, batching on: p50 = {t['c1_p50_over_model_batch1_plus_search']:.2f} x (model-only "
+                     f"batch-1 + search) (target <= 1.3x: {'met' if t['c1_target_met'] else 'NOT met'})")
+    return "\n".join(lines) + "\n"
+
+
+def _machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+
+
+if __name__ == "__main__":
+    main()
