@@ -180,3 +180,33 @@ def test_a_token_is_required_everywhere_but_healthz_and_the_page_shell(gallery, 
         assert client.get("/v1/info", headers=good).status_code == 200
         assert client.post("/v1/search", headers=good, files={"image": ("q.jpg", query_image.read_bytes(),
                                                                          "image/jpeg")}).status_code == 200
+
+
+def test_the_milvus_store_serves_the_same_results(gallery, tiny_onnx, query_image, tmp_path):
+    pytest.importorskip("milvus_lite", reason='the Milvus store needs pymilvus + milvus-lite: pip install "reid-export[milvus]"')
+    with _client(gallery, tiny_onnx) as client:
+        embedded = _search(client, query_image, k=8).json()["results"]
+    with _client(gallery, tiny_onnx, store="milvus", milvus_uri=str(tmp_path / "m.db")) as client:
+        assert client.get("/v1/info").json()["store"] == "milvus"
+        milvus = _search(client, query_image, k=8).json()["results"]
+    assert [r["id"] for r in milvus] == [r["id"] for r in embedded]
+    np.testing.assert_allclose([r["distance"] for r in milvus], [r["distance"] for r in embedded], atol=1e-5)
+
+
+def test_attribute_models_fill_attributes_in_the_gallery_and_in_answers(tiny_market, tmp_path):
+    from tiny_models import make_tiny_model
+
+    from reid_export.export.onnx import export_onnx
+    from reid_export.serve.indexing import build_gallery
+
+    model = export_onnx(make_tiny_model(attributes=True), tmp_path / "attr.onnx", with_attributes=True)
+    gallery = build_gallery(tiny_market / "bounding_box_test", str(model), tmp_path / "gallery", progress=False)
+    with Gallery.open(gallery) as g:
+        assert all(item.attributes is not None and len(item.attributes) == 27 for item in g.items)
+    query = sorted((tiny_market / "query").glob("*.jpg"))[0]
+    with _client(gallery, model) as client:
+        answer = _search(client, query, k=3).json()
+        assert answer["query"]["attributes"]["gender"] in ("male", "female")
+        assert all(r["attributes"]["age"] in ("young", "teenager", "adult", "old") for r in answer["results"])
+        embedded = client.post("/v1/embed", files={"images": (query.name, query.read_bytes(), "image/jpeg")}).json()
+        assert set(embedded["items"][0]["attributes"]) >= {"gender", "backpack", "upblack"}

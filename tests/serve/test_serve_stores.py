@@ -95,3 +95,25 @@ def test_faiss_ranking_gives_the_same_results(built_gallery, queries):
             store.sync(g.ids, g.embeddings, g.camids())
         for a, b in zip(exact.search(queries, 10, exclude_camera=3), flat.search(queries, 10, exclude_camera=3)):
             _same_up_to_ties(a, b)
+
+
+def test_milvus_matches_embedded_on_a_given_gallery(tmp_path):
+    """On a real gallery (the demo's: REID_EXPORT_GALLERY=runs/gallery), its first 64 items as queries."""
+    import os
+
+    path = os.environ.get("REID_EXPORT_GALLERY")
+    if not path:
+        pytest.skip("set REID_EXPORT_GALLERY to a gallery folder (e.g. the demo's) to compare the stores on it")
+    milvus = _milvus(tmp_path)
+    try:
+        with Gallery.open(path) as g:
+            embedded = EmbeddedStore()
+            for store in (embedded, milvus):
+                store.sync(g.ids, g.embeddings, g.camids())
+            queries = g.embeddings[:64]
+            for cam in (None, 1):
+                for a, b in zip(embedded.search(queries, 10, exclude_camera=cam),
+                                milvus.search(queries, 10, exclude_camera=cam)):
+                    _same_up_to_ties(a, b)
+    finally:
+        milvus.close()
