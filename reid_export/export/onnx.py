@@ -47,10 +47,10 @@ class EmbeddingModel(nn.Module):
         self.with_attributes = with_attributes
 
     def forward(self, x: torch.Tensor):
-        emb = self.model.embed(x)
+        emb, attributes = self.model.embed_with_attributes(x)  # the embedding chosen by model.config.embedding
         out = nn.functional.normalize(emb, dim=1) if self.l2_normalize else emb
         if self.with_attributes:
-            return out, attribute_probabilities(self.model.attribute_head(emb))
+            return out, attribute_probabilities(attributes)
         return out
 
 

@@ -26,7 +26,8 @@ from ..files import atomic_path, refuse_existing
 from .onnx import export_onnx
 from .settings import PRECISIONS, Int8Settings
 
-__all__ = ["export_at_precision", "convert_fp16", "quantize_int8", "calibration_images", "refuse_evaluation_images"]
+__all__ = ["export_at_precision", "convert_fp16", "quantize_int8", "prepare_int8", "calibration_images",
+           "refuse_evaluation_images"]
 
 _EVAL_FOLDERS = ("query", "bounding_box_test", "gt_query", "gt_bbox")
 
@@ -77,11 +78,12 @@ def convert_fp16(src: str | Path, out: str | Path) -> Path:
 
 
 def quantize_int8(src: str | Path, out: str | Path, calibration_paths: list[Path],
-                  settings: Int8Settings = Int8Settings(), progress: bool = True) -> Path:
-    """Static INT8 quantisation to a Q/DQ graph, calibrated on `calibration_paths` (training images)."""
+                  settings: Int8Settings = Int8Settings(), progress: bool = True,
+                  nodes_to_exclude: list[str] | tuple[str, ...] = ()) -> Path:
+    """Static INT8 quantisation to a Q/DQ graph, calibrated on `calibration_paths` (training images).
+    `nodes_to_exclude`: node names of the prepared graph (`prepare_int8`) that stay in FP32."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     refuse_evaluation_images(calibration_paths)
     info = read_onnx_info(src)
@@ -93,22 +95,32 @@ def quantize_int8(src: str | Path, out: str | Path, calibration_paths: list[Path
     if settings.method == "percentile":
         extra["CalibPercentile"] = settings.percentile
     with tempfile.TemporaryDirectory(prefix="reid-int8-") as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
-        quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)  # folds BN into Conv, infers shapes
+        prepared = prepare_int8(src, Path(tmp) / "prepared.onnx")
         reader = _CalibrationReader(calibration_paths, contract, settings.batch_size, progress)
         quantized = Path(tmp) / "int8.onnx"
         quantize_static(str(prepared), str(quantized), reader, quant_format=QuantFormat.QDQ,
                         per_channel=settings.per_channel,
                         activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=method, extra_options=extra)
+                        weight_type=QuantType.QInt8, calibrate_method=method, extra_options=extra,
+                        nodes_to_exclude=list(nodes_to_exclude))
         proto = onnx.load(str(quantized))
     # no absolute paths in an artefact: the folder's name and a hash of the file names identify the images
     names = sorted(Path(p).name for p in calibration_paths)
     record = asdict(settings) | {"num_images": len(calibration_paths),
                                  "source": Path(calibration_paths[0]).parent.name,
-                                 "files_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest()}
+                                 "files_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest(),
+                                 "fp32_nodes": list(nodes_to_exclude)}
     set_metadata(proto, meta | {PRECISION_KEY: "int8", CALIBRATION_KEY: json.dumps(record, sort_keys=True)})
     return _save_checked(proto, out)
+
+
+def prepare_int8(src: str | Path, out: str | Path) -> Path:
+    """The graph INT8 quantises: BN folded into Conv, shapes inferred. Its node names are the ones
+    `quantize_int8(nodes_to_exclude=...)` takes; the same `src` always gives the same names."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(str(src), str(out), skip_symbolic_shape=True)
+    return Path(out)
 
 
 def calibration_images(data_root: str | Path, num_images: int = 300, *, seed: int = 0) -> list[Path]:

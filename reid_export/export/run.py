@@ -1,25 +1,33 @@
 """`reid-export onnx` as one library call: load the weights, export at a precision, verify parity.
 
     result = export_model("runs/model.pt", precision="int8", calib_data="Market-1501", data="Market-1501")
-    result.path, result.parity.passed
+    result.path, result.parity.passed, result.embedding, result.int8_search
 
 The output path defaults to `engines/<name>[.fp16|.int8].onnx`; the parity rule is `verify.verify_export`,
-the same one the demo uses.
+the same one the demo uses. The embedding is the checkpoint's choice (made on validation ids in training)
+unless `options.embedding` names one; attribute outputs are on when the model has heads unless
+`options.with_attributes` says otherwise. With `options.int8_search`, INT8 goes through
+`int8_search.int8_with_accuracy_control` on the validation ids the checkpoint recorded.
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..artefacts.onnx_metadata import OnnxInfo, read_onnx_info
-from ..checkpoint import load_model
-from ..files import ENGINES_DIR
+from ..checkpoint import FORMAT, load_model
+from ..errors import ExportError
+from ..files import ENGINES_DIR, refuse_existing
+from ..model import torch_load, with_embedding
+from .int8_search import SearchResult, int8_with_accuracy_control
+from .onnx import export_onnx
 from .precision import export_at_precision
 from .settings import ExportOptions
 from .verify import ParityResult, verify_export
 
-__all__ = ["ExportResult", "export_model", "default_output"]
+__all__ = ["ExportResult", "export_model", "default_output", "recorded_validation_ids"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +36,9 @@ class ExportResult:
     info: OnnxInfo | None  # what the file says about itself; None when parity failed
     parity: ParityResult
     embedding_dim: int
+    embedding: str = "neck"  # the feature the file outputs: "neck" or "pooled"
+    with_attributes: bool = False  # the file has the attributes output
+    int8_search: SearchResult | None = None  # accuracy-controlled INT8: steps, FP32 layers, whether the bound was met
 
 
 def default_output(artefact: str | Path, precision: str) -> Path:
@@ -36,18 +47,45 @@ def default_output(artefact: str | Path, precision: str) -> Path:
     return ENGINES_DIR / f"{Path(artefact).stem}{suffix}.onnx"
 
 
+def recorded_validation_ids(artefact: str | Path) -> list[int] | None:
+    """The training ids a reid-export checkpoint held out for validation; None for other files."""
+    obj = torch_load(artefact)
+    if not (isinstance(obj, dict) and obj.get("format") == FORMAT):
+        return None
+    return list((obj.get("validation") or {}).get("ids") or []) or None
+
+
 def export_model(artefact: str | Path, out: str | Path | None = None, options: ExportOptions = ExportOptions(), *,
                  calib_data: str | Path | None = None, data: str | Path | None = None,
-                 input_size: tuple[int | None, int | None] | None = None, progress: bool = True) -> ExportResult:
+                 input_size: tuple[int | None, int | None] | None = None, progress: bool = True,
+                 log=print) -> ExportResult:
     """Export a checkpoint (or bare backbone) to ONNX and check it against PyTorch on `data`'s images
     (random tensors without `data`)."""
     model = load_model(artefact, input_size=input_size)
+    if options.embedding != "auto":
+        model = with_embedding(model, options.embedding)
+    with_attributes = model.attribute_head is not None if options.with_attributes is None else options.with_attributes
     out = Path(out) if out is not None else default_output(artefact, options.precision)
-    path = export_at_precision(model, out, precision=options.precision, calib_data=calib_data, int8=options.int8,
-                               overwrite=options.overwrite, progress=progress, opset=options.opset,
-                               l2_normalize=options.l2_normalize, with_attributes=options.with_attributes,
-                               exporter=options.exporter)
+    onnx_options = {"opset": options.opset, "l2_normalize": options.l2_normalize, "with_attributes": with_attributes,
+                    "exporter": options.exporter}
+    search = None
+    if options.int8_search is not None:
+        if calib_data is None:
+            raise ExportError("--max-map-drop needs --calib-data DIR: a Market-1501 folder whose bounding_box_train/ "
+                              "gives the calibration images and the validation ids the mAP is measured on")
+        refuse_existing(out, overwrite=options.overwrite, error=ExportError)
+        with tempfile.TemporaryDirectory(prefix="reid-export-") as tmp:
+            fp32 = export_onnx(model, Path(tmp) / "fp32.onnx", **onnx_options)
+            search = int8_with_accuracy_control(fp32, out, calib_data=calib_data, settings=options.int8,
+                                                search=options.int8_search,
+                                                validation_ids=recorded_validation_ids(artefact),
+                                                progress=progress, log=log)
+        path = search.path
+    else:
+        path = export_at_precision(model, out, precision=options.precision, calib_data=calib_data, int8=options.int8,
+                                   overwrite=options.overwrite, progress=progress, **onnx_options)
     parity = verify_export(model, path, precision=options.precision, data=data, min_cosine=options.min_cosine,
                            keep_failed=options.keep_failed)
     info = read_onnx_info(parity.path) if parity.passed else None
-    return ExportResult(path=parity.path, info=info, parity=parity, embedding_dim=model.config.embedding_dim)
+    return ExportResult(path=parity.path, info=info, parity=parity, embedding_dim=model.config.embedding_dim,
+                        embedding=model.config.embedding, with_attributes=with_attributes, int8_search=search)

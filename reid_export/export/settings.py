@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 
 from ..errors import ExportError
 
-__all__ = ["PRECISIONS", "CALIBRATION_METHODS", "DEFAULT_OPSET", "MIN_OPSET", "Int8Settings", "ExportOptions"]
+__all__ = ["PRECISIONS", "CALIBRATION_METHODS", "EMBEDDING_CHOICES", "DEFAULT_OPSET", "MIN_OPSET", "Int8Settings",
+           "Int8Search", "ExportOptions"]
 
 PRECISIONS = ("fp32", "fp16", "int8")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_OPSET = 18
 MIN_OPSET = 17  # LayerNormalization and the dynamo exporter's ops need 17
+EMBEDDING_CHOICES = ("auto", "neck", "pooled")  # auto: the checkpoint's own choice (made on validation ids)
 
 
 @dataclass(frozen=True)
@@ -35,13 +37,40 @@ class Int8Settings:
 
 
 @dataclass(frozen=True)
+class Int8Search:
+    """Accuracy-controlled INT8 (`int8_search`): keep the most sensitive layers in FP32 until the mAP drop
+    on validation ids (held out of the training folder) is within `max_map_drop`."""
+    max_map_drop: float = 0.5  # allowed mAP loss against the FP32 export, points
+    max_steps: int = 6  # fallback steps after the all-INT8 try; each re-quantises and re-measures
+    layers_per_step: int = 2  # layers moved back to FP32 per step, most sensitive first (SQNR ranking)
+    val_ids: int = 100  # validation ids (the last by pid) when the checkpoint recorded none
+    sensitivity_images: int = 64  # calibration images whose activations rank the layers
+
+    def __post_init__(self) -> None:
+        if not self.max_map_drop >= 0:
+            raise ExportError(f"--max-map-drop must be 0 or more points of mAP, got {self.max_map_drop}")
+        for name in ("max_steps", "layers_per_step", "val_ids", "sensitivity_images"):
+            if getattr(self, name) < (0 if name == "max_steps" else 1):
+                raise ExportError(f"INT8 search: {name} must be at least {0 if name == 'max_steps' else 1}, "
+                                  f"got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
 class ExportOptions:
     precision: str = "fp32"  # fp32 | fp16 | int8
     opset: int = DEFAULT_OPSET  # ONNX opset of the exported graph
     l2_normalize: bool = True  # L2-normalise the embedding inside the graph
-    with_attributes: bool = False  # also output the attribute probabilities (N x 30)
+    with_attributes: bool | None = None  # also output the attribute probabilities (N x 30); None: if the model has heads
+    embedding: str = "auto"  # neck | pooled | auto (the checkpoint's choice, made on validation ids)
+    int8_search: Int8Search | None = None  # precision int8: accuracy-controlled fallback to FP32 layers
     exporter: str = "dynamo"  # dynamo | torchscript
     int8: Int8Settings = field(default_factory=Int8Settings)  # calibration, for precision int8
     overwrite: bool = False  # replace an existing output file
     min_cosine: float | None = None  # parity threshold; None: verify.DEFAULT_MIN_COSINE[precision]
     keep_failed: bool = False  # keep a failed export as NAME.failed.onnx instead of deleting it
+
+    def __post_init__(self) -> None:
+        if self.embedding not in EMBEDDING_CHOICES:
+            raise ExportError(f"unknown embedding {self.embedding!r}; choose one of {', '.join(EMBEDDING_CHOICES)}")
+        if self.int8_search is not None and self.precision != "int8":
+            raise ExportError(f"--max-map-drop controls INT8 accuracy; it needs --precision int8 (got {self.precision})")

@@ -13,7 +13,7 @@ import torch
 
 from ..checkpoint import load_model
 from ..errors import RuntimeUnavailable
-from ..model import ReidNet, attribute_probabilities
+from ..model import ReidNet, attribute_probabilities, with_embedding
 from .base import Runtime
 
 __all__ = ["TorchRuntime", "cpu_bf16_features"]
@@ -22,11 +22,13 @@ __all__ = ["TorchRuntime", "cpu_bf16_features"]
 class TorchRuntime(Runtime):
     name = "torch"
 
-    def __init__(self, artefact, *, device: str = "cpu", channels_last: bool = False, half: bool = False, bf16: bool = False):
+    def __init__(self, artefact, *, device: str = "cpu", channels_last: bool = False, half: bool = False, bf16: bool = False,
+                 embedding: str | None = None):
         super().__init__(artefact, device=device)
         self.channels_last = channels_last  # NHWC memory layout: faster convolutions on tensor cores and many CPUs
         self.half = half  # FP16 weights and activations (CUDA only)
         self.bf16 = bf16  # bf16 autocast (CPU with AVX-512 BF16 or AMX only)
+        self.embedding = embedding  # "neck" | "pooled" overrides the checkpoint's choice; None keeps it
         self._model = None
 
     def _activate_impl(self) -> None:
@@ -43,6 +45,8 @@ class TorchRuntime(Runtime):
             model = self.artefact.to(self.device).eval()
         else:
             model = load_model(self.artefact, device=self.device)
+        if self.embedding is not None:
+            model = with_embedding(model, self.embedding)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if self.half:
@@ -88,13 +92,13 @@ class TorchRuntime(Runtime):
 
     def _forward(self, x) -> dict:
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            raw = self._model.embed(x)
+            raw, attributes = self._model.embed_with_attributes(x)  # the embedding model.config.embedding names
             emb = raw.float()
             if self.contract.l2_normalized:
                 emb = torch.nn.functional.normalize(emb, dim=1)
             out = {"embedding": emb}
-            if self._model.attribute_head is not None:
-                out["attributes"] = attribute_probabilities(self._model.attribute_head(raw).float())
+            if attributes is not None:
+                out["attributes"] = attribute_probabilities(attributes.float())
         return out
 
     @staticmethod

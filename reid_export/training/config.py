@@ -7,6 +7,12 @@ attribute labels (market_attribute.mat in the Market layout, annotations_train.c
 layout) and off otherwise. `train` resolves it before building the model and records the resolved
 true/false in the checkpoint's `recipe`, so a checkpoint always says what was trained.
 
+`embedding` takes "neck", "pooled" or "auto": which feature the model ranks with and export writes,
+the BNNeck's output or the pooled feature before it. "auto" holds `val_ids` training identities out
+of training (the course layout always does), evaluates both features on them after the last epoch
+and keeps the better by mAP; query/ and bounding_box_test/ are never used for the choice. The
+checkpoint records the choice (`config.embedding`), both scores and the held-out ids.
+
 A recipe is a flat TOML file in the repository's `train/` folder (`train/quick.toml` is the recipe
 "quick"); a path to any .toml file works too. Keys are the field names below. Unknown keys, in the
 file or in the overrides, are errors that list the valid ones. Defaults are the seed recipe's.
@@ -20,7 +26,7 @@ from pathlib import Path
 
 from ..contract import Preprocess
 from ..errors import ReidExportError
-from ..model import ARCHS, ModelConfig
+from ..model import ARCHS, EMBEDDINGS, ModelConfig
 
 __all__ = ["TrainConfig", "load_recipe", "available_recipes", "recipe_dir"]
 
@@ -28,6 +34,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("cosine", "step", "constant")
 DEVICES = ("auto", "cpu", "cuda")
 NECKS = ("none", "bnneck")
+EMBEDDING_CHOICES = ("auto", *EMBEDDINGS)
 
 
 @dataclass
@@ -62,7 +69,9 @@ class TrainConfig:
     center_lr: float = 0.5  # center loss: SGD step size of the class centers' own update (BoT: 0.5)
     attributes: bool | str = False  # attribute heads: true, false or "auto" (on when the data has labels)
     attribute_weight: float = 1.0  # weight of the attribute loss in the joint loss
-    val_ids: int = 100  # course layout: ids held out of training for validation (the last ones by pid)
+    embedding: str = "neck"  # exported/ranked feature: "neck", "pooled", or "auto" (the better on validation ids)
+    val_ids: int = 100  # ids held out of training for validation (the last by pid): course layout always,
+    #                     Market layout when embedding = "auto" picks the embedding on them
     flip: bool = False  # random horizontal flip (p = 0.5)
     pad_crop: bool = False  # pad 10 px, then crop back to height x width at a random offset
     random_erasing: bool = False  # erase a random rectangle (p = 0.5) with the mean colour
@@ -91,6 +100,11 @@ class TrainConfig:
         return self.p or self.batch_size // self.k
 
     @property
+    def chooses_embedding(self) -> bool:
+        """Whether training ends by picking neck vs pooled on validation ids (with no neck they are the same)."""
+        return self.embedding == "auto" and self.neck != "none"
+
+    @property
     def preprocess(self) -> Preprocess:
         """The input contract the model is trained with and exported with."""
         return Preprocess(height=self.height, width=self.width)
@@ -103,6 +117,7 @@ class TrainConfig:
         return ModelConfig(
             arch=self.arch, num_classes=num_classes, neck=self.neck, last_stride=self.last_stride,
             zero_init_residual=self.zero_init_residual, attributes=self.attributes, preprocess=self.preprocess,
+            embedding="neck" if self.embedding == "auto" else self.embedding,  # "auto": decided after training
         )
 
     def to_dict(self) -> dict:
@@ -150,6 +165,7 @@ class TrainConfig:
     def _validate(self) -> None:
         _one_of("arch", self.arch, tuple(ARCHS))
         _one_of("neck", self.neck, NECKS)
+        _one_of("embedding", self.embedding, EMBEDDING_CHOICES)
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
         _one_of("scheduler", self.scheduler, SCHEDULERS)
         _one_of("device", self.device, DEVICES)

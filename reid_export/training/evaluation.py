@@ -2,12 +2,14 @@
 
     metrics = evaluate(model, query_loader, gallery_loader, device, attribute_codes={pid: codes})
     metrics["rank1"], metrics["mAP"], metrics["attr_mean_accuracy"], metrics["attr_mA"]   # percent
+    choice = choose_embedding(model, val_query_loader, val_gallery_loader, device)   # "neck" or "pooled"
     print_summary(console, metrics)
 
 Ranking follows the Market-1501 protocol on cosine distances between embeddings. Attribute scores
 (`evaluation.attributes.attribute_metrics`) are over the query and gallery images whose person has
 labels (junk and distractors never do): the predicted codes are the exported model's decoding, a
 softmax argmax for age, sigmoid >= 0.5 for the yes/no attributes and the argmax colour per body half.
+Rankings use the embedding the model is set to (`config.embedding`); `choose_embedding` ranks both.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from ..evaluation.embeddings import evaluate_embeddings
 from ..model import attribute_probabilities
 from ..progress import progress_bar
 
-__all__ = ["RANK_KEYS", "extract_outputs", "model_embeddings", "evaluate", "summary_tables",
+__all__ = ["RANK_KEYS", "extract_outputs", "model_embeddings", "evaluate", "choose_embedding", "summary_tables",
            "print_summary"]
 
 RANK_KEYS = ("rank1", "rank5", "rank10", "mAP", "mINP")
@@ -30,24 +32,28 @@ RANK_KEYS = ("rank1", "rank5", "rank10", "mAP", "mINP")
 
 @torch.no_grad()
 def extract_outputs(model, data_loader, device, *, channels_last: bool = False, progress: bool = False) -> dict:
-    """Eval-mode outputs of every image: {"embedding": float32 (N, dim), "attributes": float32 (N, 30) logits
-    (attribute models only), "pids": (N,), "camids": (N,)}."""
+    """Eval-mode outputs of every image: {"embedding": float32 (N, dim), the one `config.embedding` names,
+    "neck" and "pooled" (both candidates), "attributes": float32 (N, 30) logits (attribute models only),
+    "pids": (N,), "camids": (N,)}."""
     from rich import get_console
 
     model.eval()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    outputs: dict[str, list] = {"embedding": [], "attributes": [], "pids": [], "camids": []}
+    outputs: dict[str, list] = {"neck": [], "pooled": [], "attributes": [], "pids": [], "camids": []}
     live = progress and get_console().is_terminal  # a log file gets no bar
     with progress_bar("embedding", len(data_loader), enabled=live) as advance:
         for images, pids, camids, *_ in data_loader:
             out = model(images.to(device, memory_format=memory_format))
-            outputs["embedding"].append(out["embedding"].float().cpu())
+            outputs["neck"].append(out["embedding"].float().cpu())
+            outputs["pooled"].append(out["features"].float().cpu())
             if "attributes" in out:
                 outputs["attributes"].append(out["attributes"].float().cpu())
             outputs["pids"].append(pids)
             outputs["camids"].append(camids)
             advance()
-    return {key: torch.cat(values).numpy() for key, values in outputs.items() if values}
+    result = {key: torch.cat(values).numpy() for key, values in outputs.items() if values}
+    result["embedding"] = result[getattr(getattr(model, "config", None), "embedding", "neck")]
+    return result
 
 
 def model_embeddings(model, data_loader, device, *, progress: bool = False):
@@ -76,6 +82,25 @@ def evaluate(model, query_loader, gallery_loader, device, *, attribute_codes: di
             metrics.update(attr_mean_accuracy=scores["mean_accuracy_12"], attr_mA=scores["mA"],
                            attr_per_attribute=scores["per_attribute"], attr_images=scores["num_samples"])
     return metrics
+
+
+def choose_embedding(model, query_loader, gallery_loader, device, *, channels_last: bool = False,
+                     progress: bool = False) -> dict:
+    """Rank a validation split (held-out training ids, never the test set) with the neck output and with the
+    pooled feature; the better mAP wins (a tie keeps the neck). Returns {"embedding": "neck" | "pooled",
+    "neck": {rank1, mAP, ...}, "pooled": {...}, "reason": one line}."""
+    q = extract_outputs(model, query_loader, device, channels_last=channels_last, progress=progress)
+    g = extract_outputs(model, gallery_loader, device, channels_last=channels_last, progress=progress)
+    scores = {}
+    for name in ("neck", "pooled"):
+        result = evaluate_embeddings(q[name], g[name], q["pids"], g["pids"], q["camids"], g["camids"], metric="cosine")
+        scores[name] = {key: float(result[key]) for key in RANK_KEYS}
+    chosen = "pooled" if scores["pooled"]["mAP"] > scores["neck"]["mAP"] else "neck"
+    other = "neck" if chosen == "pooled" else "pooled"
+    reason = (f"{chosen}: validation mAP {scores[chosen]['mAP']:.2f} vs {scores[other]['mAP']:.2f} for {other} "
+              f"(Rank-1 {scores[chosen]['rank1']:.2f} vs {scores[other]['rank1']:.2f}) on "
+              f"{len(np.unique(q['pids']))} held-out training ids, {len(q['pids'])} queries, {len(g['pids'])} gallery")
+    return {"embedding": chosen, "neck": scores["neck"], "pooled": scores["pooled"], "reason": reason}
 
 
 def summary_tables(metrics: dict) -> list:

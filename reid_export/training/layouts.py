@@ -8,13 +8,15 @@ Two layouts are recognised by their folder names:
 * Market-1501, the official layout (`ROOT/bounding_box_train/`, `query/`, `bounding_box_test/`):
   trains on bounding_box_train/ and evaluates query/ against bounding_box_test/ when both exist.
   Attribute labels come from `ROOT/market_attribute.mat`: its `train` ids label the training
-  images, its `test` ids the query and gallery images.
+  images, its `test` ids the query and gallery images. With `hold_out` (embedding = "auto") the
+  last `val_ids` training ids are held out of training by `market_validation_split`, the
+  validation split that picks the embedding; query/ and bounding_box_test/ never take part in it.
 * The course layout (`ROOT/train/`, `test/`, `queries/`, `annotations_train.csv`): test/ and
   queries/ are unlabelled, so the last `val_ids` train ids (by pid) are held out with
   `course_validation_split` (seed 0, the same split whatever the training seed): one query per
   held-out id, its other images the gallery. Training uses the other ids. Attribute labels
   come from annotations_train.csv, for both parts. The course renumbered the ids, so a
-  market_attribute.mat next to it is never read.
+  market_attribute.mat next to it is never read. The held-out ids are also the validation split.
 
 Labels are read only when asked for (`attributes` true or "auto").
 """
@@ -31,10 +33,24 @@ from ..data.course import ANNOTATIONS_FILE, COURSE_FOLDERS, course_validation_sp
 from ..data.market1501 import SPLIT_FOLDERS, Sample, load_market1501, verify_images
 from ..errors import DataError
 
-__all__ = ["LAYOUTS", "TrainingData", "detect_layout", "load_training_data", "resolve_attributes"]
+__all__ = ["LAYOUTS", "TrainingData", "ValidationSplit", "detect_layout", "load_training_data",
+           "market_validation_split", "resolve_attributes"]
 
 LAYOUTS = ("market", "course")
 VALIDATION_SEED = 0  # seed of the course validation split's query choice
+
+
+@dataclass(frozen=True)
+class ValidationSplit:
+    """Held-out training identities: queries and gallery drawn from the training folder only."""
+    query: list[Sample]
+    gallery: list[Sample]
+    pids: list[int]  # the held-out ids, sorted
+
+    def record(self, source: str) -> dict:
+        """What a checkpoint or artefact stores about the split (no paths)."""
+        return {"source": source, "ids": list(self.pids), "num_query": len(self.query),
+                "num_gallery": len(self.gallery)}
 
 
 @dataclass
@@ -48,6 +64,7 @@ class TrainingData:
     attribute_file: Path  # where attribute labels are read from in this layout
     attributes: dict[int, dict[str, int]] | None  # train pid -> 27 codes; None when not read or not found
     eval_attributes: dict[int, dict[str, int]] | None  # query/gallery pid -> 27 codes; None when none
+    validation: ValidationSplit | None = None  # held-out training ids (course: the same as query/gallery)
 
     @property
     def num_train_ids(self) -> int:
@@ -95,10 +112,16 @@ def detect_layout(root: str | Path) -> str:
 
 
 def load_training_data(root: str | Path, *, attributes: bool | str = False, val_ids: int = 100,
-                       progress: bool = True) -> TrainingData:
-    """Read the folder in whichever layout it is; attribute labels only when `attributes` is not False."""
+                       hold_out: bool = False, progress: bool = True) -> TrainingData:
+    """Read the folder in whichever layout it is; attribute labels only when `attributes` is not False.
+    `hold_out`: in the Market layout, keep the last `val_ids` training ids out of training as `validation`."""
     layout = detect_layout(root)
-    data = _load_course(root, val_ids, progress) if layout == "course" else _load_market(root, progress)
+    if layout == "course":
+        data = _load_course(root, val_ids, progress)
+    else:
+        data = _load_market(root, progress)
+        if hold_out:
+            _hold_out(data, val_ids)
     if data.num_train_ids < 2:
         raise DataError(f"training needs at least 2 identities in {data.root}, found {data.num_train_ids}"
                         f"{' after holding out val_ids = ' + str(val_ids) if layout == 'course' else ''}; "
@@ -108,6 +131,36 @@ def load_training_data(root: str | Path, *, attributes: bool | str = False, val_
     elif layout == "market":
         _read_market_attributes(data)
     return data
+
+
+def market_validation_split(samples: list[Sample], num_ids: int,
+                            ids: list[int] | None = None) -> tuple[list[Sample], ValidationSplit]:
+    """(training samples left, validation split): the last `num_ids` ids (by pid), or exactly `ids` when
+    given (a checkpoint's record), are held out; each gives one query per camera (its first image there, in
+    file order), its other images form the gallery. The Market-1501 protocol then ranks each query against
+    the id's images from other cameras."""
+    pids = sorted({s.pid for s in samples})
+    if ids is not None:
+        missing = sorted(set(ids) - set(pids))
+        if missing or not ids:
+            raise DataError(f"the validation ids {missing[:5] or ids} are not training ids of this folder; pass the "
+                            "data folder the model was trained on, or let the last ids be held out")
+        num_ids = len(set(ids))
+    if len(pids) < num_ids + 2:
+        raise DataError(f"holding out val_ids = {num_ids} training ids for validation needs at least {num_ids + 2} "
+                        f"ids, found {len(pids)}. Fix: set val_ids to at most {max(len(pids) - 2, 1)} (e.g. --set "
+                        f"val_ids=N), or choose the embedding yourself (embedding = \"neck\" or \"pooled\")")
+    held = set(ids) if ids is not None else set(pids[-num_ids:])
+    train, query, gallery, seen = [], [], [], set()
+    for sample in samples:
+        if sample.pid not in held:
+            train.append(sample)
+        elif (sample.pid, sample.camid) in seen:
+            gallery.append(sample)
+        else:
+            seen.add((sample.pid, sample.camid))
+            query.append(sample)
+    return train, ValidationSplit(query=query, gallery=gallery, pids=sorted(held))
 
 
 def resolve_attributes(setting: bool | str, data: TrainingData) -> bool:
@@ -150,7 +203,13 @@ def _load_course(root, val_ids: int, progress: bool) -> TrainingData:
     return TrainingData(layout="course", root=course.root, train=train, train_pids=train_pids, query=query,
                         gallery=gallery, attribute_file=course.root / ANNOTATIONS_FILE,
                         attributes={pid: labels[pid] for pid in train_pids if pid in labels},
-                        eval_attributes={pid: labels[pid] for pid in held_out if pid in labels} or None)
+                        eval_attributes={pid: labels[pid] for pid in held_out if pid in labels} or None,
+                        validation=ValidationSplit(query=query, gallery=gallery, pids=held_out))
+
+
+def _hold_out(data: TrainingData, val_ids: int) -> None:
+    data.train, data.validation = market_validation_split(data.train, val_ids)
+    data.train_pids = sorted({s.pid for s in data.train})
 
 
 def _read_market_attributes(data: TrainingData) -> None:

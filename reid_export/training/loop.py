@@ -6,7 +6,10 @@
 model, loss, optimizer and learning-rate schedule from a `TrainConfig`, runs one `train_one_epoch`
 per epoch, rewrites the checkpoint at `config.out` after each (atomically), and ends with
 `evaluate` (`evaluation.py`) on the evaluation split when the data has one, printing a summary
-table. `resume=True` continues from that checkpoint: weights, optimizer, schedule, center-loss
+table. With `embedding = "auto"` it first ranks the held-out training ids (`data.validation`) with the
+neck output and with the pooled feature, keeps the better by mAP in the model's config, and records
+both scores (`val_neck_mAP`, `val_pooled_mAP`, ...) and the held-out ids (`ckpt["validation"]`); the
+query/gallery evaluation comes after the choice and never feeds it. `resume=True` continues from that checkpoint: weights, optimizer, schedule, center-loss
 centers, RNG states and the epoch, so the resumed run ends where an uninterrupted one would. On
 CUDA out-of-memory the batch halves and the epoch starts over; on CUDA, model and inputs use the
 channels-last memory format unless `channels_last = false`.
@@ -36,7 +39,7 @@ from ..model import build_model
 from .config import TrainConfig
 from .dataset import ReidDataset
 from .distributed import DistributedBatchSampler, all_reduce_mean, process_group, unwrap, wrap_model
-from .evaluation import evaluate, model_embeddings, print_summary
+from .evaluation import RANK_KEYS, choose_embedding, evaluate, model_embeddings, print_summary
 from .layouts import TrainingData, load_training_data, resolve_attributes
 from .losses import ReidLoss
 from .samplers import PKSampler, RandomBatchSampler
@@ -76,7 +79,7 @@ def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False) -> 
         _seed_everything(config.seed)
 
         data = load_training_data(config.data, attributes=config.attributes, val_ids=config.val_ids,
-                                  progress=not quiet)
+                                  hold_out=config.chooses_embedding, progress=not quiet)
         config = config.with_overrides({"attributes": resolve_attributes(config.attributes, data)})
         console.print(_data_line(config, data, device))
         model = build_model(config.model_config(data.num_train_ids), init=config.init).to(device)
@@ -111,8 +114,10 @@ def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False) -> 
             _set_rng_state(ckpt["train_state"]["rng"])
 
         def validate() -> dict:
-            return evaluate(unwrap(model), *_eval_loaders(data, run, device), device, attribute_codes=eval_codes,
-                            channels_last=channels_last, progress=not quiet)
+            return evaluate(unwrap(model), *_eval_loaders(data.query, data.gallery, run, device), device,
+                            attribute_codes=eval_codes, channels_last=channels_last, progress=not quiet)
+
+        validation = ckpt.get("validation") if ckpt is not None else None  # held-out ids + the embedding choice
 
         images, train_seconds, metrics = 0, 0.0, dict(history[-1]) if history else {}
         for epoch in range(start_epoch, config.epochs):
@@ -130,15 +135,29 @@ def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False) -> 
             history.append(metrics)
             console.print(_epoch_line(metrics, config.epochs))
             if env.is_main:  # rank 0 alone writes; the others wait for it at the next step's gradient sync
-                _save(out, model, optimizer, scheduler, scaler, epoch + 1, metrics, run, history, loader, criterion)
+                _save(out, model, optimizer, scheduler, scaler, epoch + 1, metrics, run, history, loader, criterion,
+                      validation)
 
+        ran, changed = start_epoch < config.epochs, False
+        if env.is_main and config.chooses_embedding and (ran or "embedding" not in metrics):
+            choice = choose_embedding(unwrap(model), *_eval_loaders(data.validation.query, data.validation.gallery,
+                                                                    run, device), device,
+                                      channels_last=channels_last, progress=not quiet)
+            unwrap(model).config.embedding = choice["embedding"]  # what load_model, export and runtimes use
+            metrics.update({"embedding": choice["embedding"]}, **{f"val_{name}_{key}": choice[name][key]
+                                                                  for name in ("neck", "pooled") for key in RANK_KEYS})
+            validation = data.validation.record(f"{data.layout} training ids held out") | {"choice": choice}
+            console.print(f"embedding: {choice['reason']}")
+            changed = True
         if data.query is None:
             console.print("no query/ and bounding_box_test/ folders: skipped the ranking evaluation")
-        elif env.is_main and (start_epoch < config.epochs or "rank1" not in metrics):
+        elif env.is_main and (ran or "rank1" not in metrics):
             metrics.update(validate())
+            changed = True
+        if changed:
             history[-1:] = [metrics]
             _save(out, model, optimizer, scheduler, scaler, max(config.epochs, start_epoch), metrics, run, history,
-                  loader, criterion)
+                  loader, criterion, validation)
         print_summary(console, metrics)
         console.print(f"checkpoint: {out}")
         return TrainResult(checkpoint=out, metrics=metrics, seconds=time.perf_counter() - started,
@@ -302,10 +321,10 @@ def _train_loader(dataset, labels, config: TrainConfig, device, env=None) -> Dat
                       persistent_workers=config.num_workers > 0, pin_memory=device.type == "cuda")
 
 
-def _eval_loaders(data: TrainingData, config: TrainConfig, device):
+def _eval_loaders(query, gallery, config: TrainConfig, device):
     transform = eval_transform(config.preprocess)
     loaders = []
-    for samples in (data.query, data.gallery):
+    for samples in (query, gallery):
         dataset = ReidDataset(samples, [s.pid for s in samples], transform)
         loaders.append(DataLoader(dataset, batch_size=config.batch_size, shuffle=False,
                                   num_workers=config.num_workers, pin_memory=device.type == "cuda"))
@@ -388,12 +407,13 @@ def _to_cpu(obj):
     return obj
 
 
-def _save(out, model, optimizer, scheduler, scaler, epoch, metrics, run, history, loader, criterion=None) -> None:
+def _save(out, model, optimizer, scheduler, scaler, epoch, metrics, run, history, loader, criterion=None,
+          validation: dict | None = None) -> None:
     state = {"rng": _rng_state(), "sampler_epoch": epoch, "steps_per_epoch": len(loader), "history": history,
              "scaler": scaler.state_dict() if scaler is not None else None,
              "criterion": _to_cpu(criterion.state_dict()) if criterion is not None else {}}
     save_checkpoint(out, model, epoch=epoch, optimizer=optimizer, lr_scheduler=scheduler, metrics=metrics,
-                    recipe=run.to_dict(), extra={"train_state": state})
+                    recipe=run.to_dict(), extra={"train_state": state, "validation": validation})
 
 
 def _resume(ckpt: dict, config: TrainConfig, model, optimizer, scaler, out: Path, console, criterion=None):
@@ -402,13 +422,14 @@ def _resume(ckpt: dict, config: TrainConfig, model, optimizer, scaler, out: Path
                               "written by `reid-export train`. Start a new run with another --out "
                               "(--init PATH starts from its weights)")
     expected, saved_config = model.config.to_dict(), ckpt["config"]
-    differ = sorted(k for k in expected if saved_config.get(k) != expected[k])
+    differ = sorted(k for k in expected if saved_config.get(k) != expected[k] and k != "embedding")
     if differ:
         found = ", ".join(f"{k}={saved_config.get(k)!r}" for k in differ)
         wanted = ", ".join(f"{k}={expected[k]!r}" for k in differ)
         raise CheckpointError(f"--resume: {out} holds a model with {found}, but this config and data give "
                               f"{wanted}; resume with the same recipe and data, or start a new --out")
     model.load_state_dict(ckpt["model"])
+    model.config.embedding = saved_config.get("embedding", model.config.embedding)  # chosen at the end of the run
     optimizer.load_state_dict(ckpt["optimizer"])
     state = ckpt["train_state"]
     if scaler is not None and state.get("scaler"):
@@ -459,6 +480,8 @@ def _data_line(config: TrainConfig, data: TrainingData, device) -> str:
             f"layout, {len(data.train)} training images of {data.num_train_ids} ids")
     if data.layout == "course" and data.query is not None:
         line += f", {len(data.query)} held-out ids for validation"
+    elif config.chooses_embedding and data.validation is not None:
+        line += f", {len(data.validation.pids)} more held out to choose the embedding"
     if config.attributes:
         line += f"; attributes from {data.attribute_file.name} for {data.labelled_images} images"
     return line

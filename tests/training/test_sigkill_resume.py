@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 EPOCHS = 3
 # the quick recipe, shrunk: resnet18 at 64x32, P x K = 3 x 2, one thread, no worker processes
-SMALL = {"height": 64, "width": 32, "p": 3, "k": 2, "batch_size": 6, "num_workers": 0, "num_threads": 1,
+SMALL = {"height": 64, "width": 32, "p": 3, "k": 2, "batch_size": 6, "num_workers": 0, "num_threads": 1, "val_ids": 2,
          "device": "cpu"}
 TIMEOUT_S = 120
 
