@@ -40,6 +40,7 @@ __all__ = [
     "BOXMOT_SCHEMA_VERSION",
     "TRACKER_SIDECAR_FORMAT",
     "boxmot_differences",
+    "follow_onnx",
     "read_tracker_sidecar",
     "tracker_sidecar",
     "tracker_sidecar_path",
@@ -114,6 +115,18 @@ def read_tracker_sidecar(onnx_path: str | Path) -> dict:
         raise ExportError(f"{path} describes another file than {onnx_path} (sha256 differs): the ONNX was replaced "
                           f"without its sidecar; {fix}")
     return sidecar
+
+
+def follow_onnx(onnx_path: str | Path, renamed_to: str | Path | None = None) -> None:
+    """Keep the sidecar with its ONNX: move it when the ONNX was renamed to `renamed_to`, remove it when the ONNX
+    was removed (`renamed_to` None), so that no sidecar is left describing a file that is not there."""
+    path = tracker_sidecar_path(onnx_path)
+    if not path.exists():
+        return
+    if renamed_to is None:
+        path.unlink(missing_ok=True)
+    else:
+        path.replace(tracker_sidecar_path(renamed_to))
 
 
 def boxmot_differences(contract: Preprocess) -> list[str]:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artefacts.onnx_metadata import ATTRIBUTES_NAME
+from ..artefacts.tracker_sidecar import follow_onnx
 from ..contract import Preprocess
 from ..data.market1501 import load_market1501
 from ..errors import DataError
@@ -77,8 +78,10 @@ def verify_export(model, onnx_path: str | Path, *, precision: str = "fp32", data
         if keep_failed:
             path = onnx_path.with_name(onnx_path.name.removesuffix(".onnx") + ".failed.onnx")
             os.replace(onnx_path, path)
+            follow_onnx(onnx_path, path)  # its tracker sidecar goes with it
         else:
             onnx_path.unlink(missing_ok=True)
+            follow_onnx(onnx_path)  # and its tracker sidecar
             removed = True
     return ParityResult(path=path, passed=passed, threshold=threshold, source=source, removed=removed,
                         cosine_min=parity["cosine_min"], cosine_mean=parity["cosine_mean"],

@@ -24,6 +24,7 @@ from reid_export.contract import Preprocess
 from reid_export.errors import ExportError
 from reid_export.export.onnx import export_onnx
 from reid_export.export.precision import export_at_precision
+from reid_export.export.verify import verify_export
 
 
 def check_boxmot_schema(sidecar: dict, height: int, width: int) -> None:
@@ -117,3 +118,12 @@ def test_boxmot_loads_it_at_its_intended_size_without_a_warning(tiny_onnx, monke
         boxmot_log.removeHandler(handler)
     assert tuple(backend.input_shape) == (TINY.height, TINY.width)
     assert not [r.getMessage() for r in records if r.levelno >= logging.WARNING]  # e.g. "... overrides ..."
+
+
+@pytest.mark.parametrize("keep_failed", [False, True])
+def test_a_failed_export_takes_its_sidecar_along(tmp_path, keep_failed):
+    path = export_onnx(make_tiny_model(seed=0), tmp_path / "m.onnx")
+    result = verify_export(make_tiny_model(seed=1), path, keep_failed=keep_failed)  # another model: parity fails
+    assert not result.passed and not tracker_sidecar_path(path).exists()
+    if keep_failed:
+        assert read_tracker_sidecar(result.path)["reid_export"]["onnx"]["sha256"]  # moved beside the renamed file
