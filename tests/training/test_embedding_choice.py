@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from PIL import Image
@@ -134,3 +135,31 @@ def test_recipes_choose_the_embedding_and_train_attribute_heads_by_default():
     assert load_recipe("quick").chooses_embedding and not load_recipe("seed").chooses_embedding  # seed: no neck
     with pytest.raises(ReidExportError, match="unknown embedding 'bn'; choose one of auto, neck, pooled"):
         load_recipe("quick", {"embedding": "bn"})
+
+
+def test_bench_puts_both_embeddings_of_one_checkpoint_side_by_side(tiny_market, tmp_path):
+    from reid_export.bench.run import BenchSettings, ModelSpec, run_bench, with_embeddings
+
+    ckpt = save_checkpoint(tmp_path / "m.pt", make_tiny_model(), epoch=1)
+    onnx_path = export_onnx(load_model(ckpt), tmp_path / "m.onnx")
+    specs = with_embeddings([ModelSpec("torch", ckpt), ModelSpec("onnxruntime", onnx_path)], "both")
+    assert [dict(s.options).get("embedding") for s in specs] == ["neck", "pooled", None]
+    settings = BenchSettings(batch_sizes=(2,), warmup_batches=1, min_batches=1, min_seconds=0.0, stages=False,
+                             progress=False)
+    rows = run_bench(tiny_market, specs, settings, log=lambda _: None)["rows"]
+    assert [r["runtime"] for r in rows] == ["torch (neck)", "torch (pooled)", "onnxruntime"]
+    assert rows[0]["is_reference"] and rows[2]["cosine_min"] > 0.9999  # the ONNX file is the neck, as exported
+    assert rows[1]["cosine_min"] < 0.999  # the pooled row ranks with another feature
+    with pytest.raises(ReidExportError, match="choose neck, pooled, both or auto"):
+        with_embeddings(specs, "bn")
+
+
+def test_export_keeps_the_attribute_output_of_a_model_with_heads_unless_told(tmp_path):
+    from reid_export.export.run import export_model
+    from reid_export.export.settings import ExportOptions
+
+    ckpt = save_checkpoint(tmp_path / "a.pt", make_tiny_model(attributes=True), epoch=1)
+    default = export_model(ckpt, tmp_path / "a.onnx")
+    assert default.with_attributes and "attributes" in {o.name for o in onnx.load(str(default.path)).graph.output}
+    pooled = export_model(ckpt, tmp_path / "p.onnx", ExportOptions(with_attributes=False, embedding="pooled"))
+    assert not pooled.with_attributes and pooled.embedding == "pooled" and pooled.info.model["embedding"] == "pooled"
