@@ -321,7 +321,8 @@ def predict(
         typer.echo(f"wrote {file}")
     if len(files) == 1:
         typer.echo("the model has no attribute outputs, so classification_test.csv was not written "
-                   "(train with attributes and export with --with-attributes)")
+                   "(train on the course folder, which adds attribute heads by default, and export without "
+                   "--no-attributes)")
 
 
 index_app = typer.Typer(no_args_is_help=True, help="Build and change a gallery for `reid-export serve`.")
