@@ -44,7 +44,7 @@ class Int8Search:
     max_steps: int = 6  # fallback steps after the all-INT8 try; each re-quantises and re-measures
     layers_per_step: int = 2  # layers moved back to FP32 per step, most sensitive first (SQNR ranking)
     val_ids: int = 100  # validation ids (the last by pid) when the checkpoint recorded none
-    sensitivity_images: int = 64  # calibration images whose activations rank the layers
+    sensitivity_images: int = 16  # calibration images whose activations rank the layers (every tensor is kept: memory)
 
     def __post_init__(self) -> None:
         if not self.max_map_drop >= 0:
