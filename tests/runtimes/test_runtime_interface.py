@@ -30,8 +30,8 @@ def test_infer_before_activate_is_an_error(tiny_onnx):
 
 
 def test_unknown_runtime_lists_the_known_ones(tiny_onnx):
-    with pytest.raises(ReidExportError, match="onnxruntime"):
-        make_runtime("openvino", tiny_onnx)
+    with pytest.raises(ReidExportError, match="unknown runtime 'tflite'.*onnxruntime.*openvino"):
+        make_runtime("tflite", tiny_onnx)
 
 
 def test_cuda_runtimes_without_a_gpu_say_so(tiny_onnx, tiny_checkpoint):
