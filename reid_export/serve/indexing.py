@@ -35,6 +35,7 @@ __all__ = ["ImageFile", "collect_images", "build_gallery", "add_to_gallery", "re
            "embed_arrays", "COMMIT_EVERY"]
 
 COMMIT_EVERY = 256  # images per commit while adding: what a killed `index add` can lose at most
+BUILD_CHUNK = 2048  # images decoded and embedded at a time by a build (bounds its memory; one shard each)
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def build_gallery(data, model_spec: str, out: str | Path, *, overwrite: bool = F
         with make_runtime(name, path) as runtime:
             identity = model_identity(runtime)
             gallery = _add_files(runtime, files, lambda dim: Gallery.create(tmp, identity, dim),
-                                 batch_size=batch_size, commit_every=len(files), progress=progress)
+                                 batch_size=batch_size, commit_every=BUILD_CHUNK, progress=progress)
             gallery.close()
         if out.exists():
             old = out.with_name(f".{out.name}.{os.getpid()}.old")

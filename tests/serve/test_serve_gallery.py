@@ -39,6 +39,17 @@ def test_build_indexes_every_gallery_image_with_labels_and_the_model(built_galle
         assert all(item.attributes is None for item in gallery.items)  # the tiny model has no attribute head
 
 
+def test_a_build_in_several_chunks_equals_a_build_in_one(built_gallery, tiny_market, tiny_onnx, tmp_path, monkeypatch):
+    from reid_export.serve import indexing
+
+    monkeypatch.setattr(indexing, "BUILD_CHUNK", 5)
+    chunked = build_gallery(tiny_market, str(tiny_onnx), tmp_path / "chunked", progress=False)
+    with Gallery.open(chunked) as a, Gallery.open(built_gallery) as b:
+        assert len(list((chunked / "shards").iterdir())) == -(-len(a) // 5)
+        assert [i.source for i in a.items] == [i.source for i in b.items]
+        np.testing.assert_allclose(a.embeddings, b.embeddings, atol=1e-5)
+
+
 def test_build_refuses_an_existing_folder_and_leaves_no_temporary_folder(built_gallery, tiny_market, tiny_onnx):
     with pytest.raises(ReidExportError, match="already exists"):
         build_gallery(tiny_market, str(tiny_onnx), built_gallery, progress=False)
