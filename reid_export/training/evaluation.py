@@ -108,6 +108,14 @@ def summary_tables(metrics: dict) -> list:
     from rich.table import Table
 
     tables = []
+    if "val_neck_mAP" in metrics:
+        choice = Table(title=f"Embedding choice on held-out training ids: {metrics.get('embedding', '?')}")
+        for name in ("embedding", "Rank-1 %", "mAP %", "mINP %"):
+            choice.add_column(name, justify="right")
+        for name in ("neck", "pooled"):
+            choice.add_row(name + (" (chosen)" if metrics.get("embedding") == name else ""),
+                           *(_pct(metrics[f"val_{name}_{key}"]) for key in ("rank1", "mAP", "mINP")))
+        tables.append(choice)
     if "rank1" in metrics:
         ranking = Table(title="Re-identification (query vs gallery)")
         for name in ("Rank-1 %", "Rank-5 %", "Rank-10 %", "mAP %", "mINP %"):
