@@ -214,16 +214,18 @@ def print_comparison(changes: list[dict], old_path: str) -> None:
 
 
 def _stage_table(report: dict) -> list[str]:
-    rows = [r for r in report["rows"] if r.get("stages")]
+    rows = [r for r in grouped_rows(report) if r.get("stages")]
     if not rows:
         return []
+    several = len({arch_of_row(r) for r in rows}) > 1
     paths = list(rows[0]["stages"]["images_per_sec"])
     header = ["runtime", "batch", *[f"{s} ms" for s in STAGES], "bound by", *[f"img/s {p}" for p in paths]]
     lines = ["", "## Where the time goes (whole path per batch, median ms)", "",
              "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for r in rows:
         st = r["stages"]
-        cells = [row_label(r), str(st["batch_size"]), *[f"{st['stages_ms'][f'{s}_ms']:.2f}" for s in STAGES],
+        name = f"{arch_of_row(r)} {row_label(r)}" if several else row_label(r)
+        cells = [name, str(st["batch_size"]), *[f"{st['stages_ms'][f'{s}_ms']:.2f}" for s in STAGES],
                  st["bound_by"], *[f"{st['images_per_sec'][p]:.1f}" for p in paths]]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
