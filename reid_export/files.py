@@ -134,7 +134,10 @@ def check_writable_dir(folder: str | Path, *, what: str = "output folder") -> Pa
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ReidExportError(f"{what} {folder}: cannot create it ({e.strerror}); choose a writable place") from e
+        blocker = next((p for p in folder.parents if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise ReidExportError(f"{what} {folder}: {blocker} is a file, not a folder; choose another path") from None
+        raise ReidExportError(f"{what} {folder}: cannot create it ({e.strerror}); choose a writable place") from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ReidExportError(f"{what} {folder} is not writable; choose a writable folder or fix its permissions")
     return folder

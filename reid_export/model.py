@@ -277,7 +277,11 @@ def torch_load(path) -> object:
 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:  # weights_only refused a pickled object; torch's advice would be unsafe
+    except pickle.UnpicklingError as e:
+        if "Unsupported global" not in str(e):  # not a refused object: a corrupt or foreign file
+            raise CheckpointError(f"{path}: cannot be read as a PyTorch file (not a torch.save archive). Is it "
+                                  "complete (not a partial download) and a .pth/.pt written by torch.save?") from None
+        # weights_only refused a pickled object; torch's advice (weights_only=False) would be unsafe
         found = str(e).split("Unsupported global:", 1)[-1].split(" was not")[0].strip(" :") if "global" in str(e) else ""
         raise CheckpointError(
             f"{path}: not a plain tensor checkpoint: it holds pickled Python objects{f' ({found})' if found else ''}, "

@@ -26,6 +26,13 @@ def test_pickles_that_would_run_code_are_refused_without_unsafe_advice(tmp_path,
     assert "this would have run" not in capsys.readouterr().out
 
 
+def test_a_file_that_is_not_a_checkpoint_is_not_called_unsafe(tmp_path):
+    path = tmp_path / "notes.pt"
+    path.write_text("not a checkpoint at all")
+    with pytest.raises(CheckpointError, match=r"notes\.pt: cannot be read as a PyTorch file"):
+        load_model(path)
+
+
 def test_wrong_architecture_weights_are_one_summary_line(tmp_path):
     big = save_checkpoint(tmp_path / "r34.pt", make_tiny_model(), epoch=1)
     ckpt = torch.load(big, weights_only=True)

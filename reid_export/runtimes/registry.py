@@ -61,6 +61,9 @@ def parse_model_spec(spec: str) -> tuple[str, Path | TritonAddress]:
     name, sep, path = spec.partition("=")
     if sep and name == "triton":
         return name, TritonAddress.parse(path)
+    if sep and name not in RUNTIMES and "/" not in name and not Path(spec).exists():
+        raise ReidExportError(f"--model {spec}: unknown runtime {name!r}; runtimes: {', '.join(RUNTIMES)} "
+                              "(or give just the PATH and the runtime follows from the file type)")
     if not sep or name not in RUNTIMES:
         name, path = default_runtime_for(spec), spec
     path = Path(path)
