@@ -12,7 +12,8 @@ runtime's own `max_batch` when it has one. A request is never split across batch
 is larger than `max_batch`. `enabled=False` runs each request on its own (the "batching off" baseline).
 
 When a coalesced call fails, each of its requests is run again alone, so a runtime error fails only
-the request that caused it.
+the request that caused it. `postprocess` (optional) runs on the inference thread right after each call,
+with every request's outputs and task: the service searches the gallery there, one top-k for the batch.
 """
 
 from __future__ import annotations
@@ -48,15 +49,20 @@ class BatchingSettings:
 class _Request:
     images: np.ndarray
     future: asyncio.Future
+    task: object = None  # handed to `postprocess` with this request's outputs (e.g. a search to run)
     queued_at: float = field(default_factory=time.perf_counter)
 
 
 class DynamicBatcher:
     def __init__(self, runtime: Runtime, settings: BatchingSettings | None = None,
-                 on_batch: Callable[[int, float], None] | None = None):
+                 on_batch: Callable[[int, float], None] | None = None,
+                 postprocess: Callable[[list[dict], list], list] | None = None):
         self.runtime = runtime
         self.settings = settings or BatchingSettings()
         self.on_batch = on_batch  # called with (images in the runtime call, seconds it took)
+        # run on the inference thread after each call with every request's outputs and task, so that work
+        # on the outputs (the gallery search) is batched too; returns one result per request
+        self.postprocess = postprocess
         runtime_max = getattr(runtime, "max_batch", None)
         self.call_max = min(self.settings.max_batch, runtime_max) if runtime_max else self.settings.max_batch
         self._queue: asyncio.Queue[_Request | None] | None = None
@@ -86,11 +92,15 @@ class DynamicBatcher:
 
     async def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """uint8 images (N, H, W, 3) at the runtime's contract size -> the runtime's outputs for them."""
+        return (await self.run(images))[0]
+
+    async def run(self, images: np.ndarray, task=None) -> tuple[dict[str, np.ndarray], object]:
+        """`infer`, plus what `postprocess` made of this request's outputs and `task` (None without one)."""
         if not (self.running and self._accepting):
             raise ReidExportError("the inference worker is not running (the service is starting or stopping)")
         future = asyncio.get_running_loop().create_future()
         self.queued_images += len(images)
-        await self._queue.put(_Request(images, future))
+        await self._queue.put(_Request(images, future, task))
         return await future
 
     # -- the worker ------------------------------------------------------------------------
@@ -129,7 +139,8 @@ class DynamicBatcher:
         loop = asyncio.get_running_loop()
         images = batch[0].images if len(batch) == 1 else np.concatenate([r.images for r in batch])
         try:
-            outputs = await loop.run_in_executor(self._pool, self._call, images)
+            outputs, results = await loop.run_in_executor(self._pool, self._call, images,
+                                                          [r.task for r in batch], [len(r.images) for r in batch])
         except Exception as error:  # noqa: BLE001 - handed to the requests, never raised in the worker
             if len(batch) == 1:
                 _settle(batch[0], error=error)
@@ -137,24 +148,26 @@ class DynamicBatcher:
                 for request in batch:
                     await self._serve([request], retry=True)
             return
-        start = 0
-        for request in batch:
-            n = len(request.images)
-            _settle(request, {key: value[start:start + n] for key, value in outputs.items()})
-            start += n
+        for request, out, result in zip(batch, outputs, results):
+            _settle(request, (out, result))
 
-    def _call(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        """On the inference thread: normalise and run, in calls of at most `call_max` images."""
+    def _call(self, images: np.ndarray, tasks: list, sizes: list[int]) -> tuple[list[dict], list]:
+        """On the inference thread: normalise and run, in calls of at most `call_max` images; split the outputs
+        per request and postprocess them."""
         t0 = time.perf_counter()
         parts: dict[str, list[np.ndarray]] = {}
         for start in range(0, len(images), self.call_max):
             chunk = self.runtime.contract.normalize_uint8(images[start:start + self.call_max])
             for key, value in self.runtime.infer(chunk).items():
                 parts.setdefault(key, []).append(value)
-        outputs = {key: np.concatenate(values) for key, values in parts.items()}
+        merged = {key: np.concatenate(values) for key, values in parts.items()}
         if self.on_batch is not None:
             self.on_batch(len(images), time.perf_counter() - t0)
-        return outputs
+        ends = np.cumsum(sizes)
+        outputs = [{key: value[end - n:end] for key, value in merged.items()} for end, n in zip(ends, sizes)]
+        if self.postprocess is None or all(task is None for task in tasks):
+            return outputs, [None] * len(outputs)
+        return outputs, self.postprocess(outputs, tasks)
 
 
 def _settle(request: _Request, outputs: dict | None = None, error: BaseException | None = None) -> None:

@@ -62,7 +62,8 @@ class ReidService:
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         await asyncio.to_thread(self._open)
-        self.batcher = DynamicBatcher(self.runtime, self.settings.batching, on_batch=self.on_batch)
+        self.batcher = DynamicBatcher(self.runtime, self.settings.batching, on_batch=self.on_batch,
+                                      postprocess=self._search_many)
         await self.batcher.start()
         self.ready = True
 
@@ -113,13 +114,27 @@ class ReidService:
         return await self.batcher.infer(np.stack(pixels))
 
     async def search(self, pixels: np.ndarray, k: int, exclude_camera: int | None = None) -> tuple[dict, list[dict]]:
-        outputs = await self.batcher.infer(pixels[None])
-        hits = await asyncio.to_thread(self.store.search, outputs["embedding"], k, exclude_camera=exclude_camera)
+        outputs, hits = await self.batcher.run(pixels[None], (k, exclude_camera))
         results = []
-        for rank, (item_id, distance) in enumerate(hits[0], start=1):
+        for rank, (item_id, distance) in enumerate(hits, start=1):
             if item_id in self.gallery:  # a concurrent delete may have removed it since the search
                 results.append({"rank": rank, "distance": distance, **self.item_view(self.gallery.item(item_id))})
         return _first(outputs), results
+
+    def _search_many(self, outputs: list[dict], tasks: list) -> list:
+        """On the inference thread: one store search per camera filter for every search request of a batch."""
+        results: list = [None] * len(outputs)
+        groups: dict = {}
+        for i, task in enumerate(tasks):
+            if task is not None:
+                groups.setdefault(task[1], []).append(i)
+        for exclude_camera, members in groups.items():
+            k = max(tasks[i][0] for i in members)
+            hits = self.store.search(np.concatenate([outputs[i]["embedding"] for i in members]), k,
+                                     exclude_camera=exclude_camera)
+            for i, row in zip(members, hits):
+                results[i] = row[:tasks[i][0]]
+        return results
 
     async def add(self, uploads: list[tuple[np.ndarray, bytes, str, str]], camid: int | None = None,
                   pid: int | None = None) -> list[dict]:

@@ -61,67 +61,72 @@ class GalleryStore(ABC):
 
 
 class EmbeddedStore(GalleryStore):
+    """Thread-safe for one writer and many searches: every change swaps in a new snapshot
+    (ids, embeddings, cameras) at once, and a search reads one snapshot."""
+
     name = "embedded"
 
     def __init__(self, *, faiss: bool = False):
         self.use_faiss = faiss
-        self._ids: list[str] = []
-        self._embeddings = np.zeros((0, 0), np.float32)
-        self._camids = np.zeros(0, np.int64)
-        self._faiss_index = None
+        self._state: tuple[list[str], np.ndarray, np.ndarray] = ([], np.zeros((0, 0), np.float32),
+                                                                 np.zeros(0, np.int64))
+        self._faiss_indexes: dict = {}  # exclude_camera -> (snapshot, faiss index, rows)
 
     def sync(self, ids, embeddings, camids) -> None:
-        self._ids = list(ids)
-        self._embeddings = np.ascontiguousarray(embeddings, dtype=np.float32).reshape(len(self._ids), -1)
-        self._camids = np.asarray(camids, dtype=np.int64).reshape(len(self._ids))
-        self._faiss_index = None
+        ids = list(ids)
+        self._state = (ids, np.ascontiguousarray(embeddings, dtype=np.float32).reshape(len(ids), -1),
+                       np.asarray(camids, dtype=np.int64).reshape(len(ids)))
+        self._faiss_indexes = {}
 
     def add(self, ids, embeddings, camids) -> None:
-        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
-        if not self._ids:
+        old_ids, old_embeddings, old_camids = self._state
+        if not old_ids:
             self.sync(ids, embeddings, camids)
             return
-        self.sync(self._ids + list(ids), np.concatenate([self._embeddings, embeddings]),
-                  np.concatenate([self._camids, np.asarray(camids, dtype=np.int64)]))
+        self.sync(old_ids + list(ids), np.concatenate([old_embeddings, np.asarray(embeddings, np.float32)]),
+                  np.concatenate([old_camids, np.asarray(camids, dtype=np.int64)]))
 
     def remove(self, ids) -> None:
         gone = set(ids)
-        keep = np.array([i not in gone for i in self._ids], dtype=bool)
-        self.sync([i for i in self._ids if i not in gone], self._embeddings[keep], self._camids[keep])
+        old_ids, old_embeddings, old_camids = self._state
+        keep = np.array([i not in gone for i in old_ids], dtype=bool)
+        self.sync([i for i in old_ids if i not in gone], old_embeddings[keep], old_camids[keep])
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._state[0])
 
     def search(self, query, k, *, exclude_camera=None) -> list[list[Hit]]:
+        state = self._state
+        ids, embeddings, camids = state
         query = np.atleast_2d(np.asarray(query, dtype=np.float32))
-        rows = np.arange(len(self._ids))
-        if exclude_camera is not None:
-            rows = rows[self._camids != int(exclude_camera)]
+        rows = np.arange(len(ids)) if exclude_camera is None else np.flatnonzero(camids != int(exclude_camera))
         k = min(int(k), len(rows))
         if k == 0:
             return [[] for _ in query]
         if self.use_faiss:
-            order, distances = self._faiss_topk(query, rows, k)
+            order, distances = self._faiss_topk(state, query, rows, k, exclude_camera)
         else:
-            subset = self._embeddings if len(rows) == len(self._ids) else self._embeddings[rows]
+            subset = embeddings if len(rows) == len(ids) else embeddings[rows]
             order, distances = topk(query, subset, k=k, metric="cosine")
-        return [[(self._ids[rows[j]], float(d)) for j, d in zip(o, dist)] for o, dist in zip(order, distances)]
+        return [[(ids[rows[j]], float(d)) for j, d in zip(o, dist)] for o, dist in zip(order, distances)]
 
-    def _faiss_topk(self, query: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _faiss_topk(self, state, query: np.ndarray, rows: np.ndarray, k: int, key) -> tuple[np.ndarray, np.ndarray]:
         try:
             import faiss
         except ImportError as e:
             raise ReidExportError('the faiss gallery search needs faiss: pip install "reid-export[faiss]"') from e
-        gallery = _normalise(self._embeddings[rows])
-        index = faiss.IndexFlatIP(gallery.shape[1])
-        index.add(gallery)
+        embeddings = state[1]
+        cached = self._faiss_indexes.get(key)
+        if cached is None or cached[0] is not state:
+            index = faiss.IndexFlatIP(embeddings.shape[1])
+            index.add(_normalise(embeddings[rows]))
+            cached = self._faiss_indexes[key] = (state, index)
         # a few extra candidates, then exact distances and the project's tie order decide the final k
-        extra = min(len(rows), k + 8)
-        _, candidates = index.search(_normalise(query), extra)
+        _, candidates = cached[1].search(_normalise(query), min(len(rows), k + 8))
         order, out = [], []
         for q, cand in zip(query, candidates):
             cand = np.sort(cand[cand >= 0])
-            d = pairwise_distance(q[None], self._embeddings[rows[cand]], "cosine")[0]
+            d = pairwise_distance(q[None], embeddings[rows[cand]], "cosine")[0]
             best = np.lexsort((cand, d))[:k]
             order.append(cand[best])
             out.append(d[best])

@@ -96,3 +96,24 @@ def test_stop_finishes_queued_requests_and_later_ones_are_refused(runtime):
 
 def runtime_dim(runtime) -> int:
     return runtime.infer(runtime.contract.normalize_uint8(_images(1, 0)))["embedding"].shape[1]
+
+
+def test_postprocess_runs_once_per_batch_and_each_request_gets_its_own_result(runtime):
+    seen = []
+
+    def postprocess(outputs, tasks):
+        seen.append(len(outputs))
+        return [(task, out["embedding"].shape[0]) for out, task in zip(outputs, tasks)]
+
+    async def scenario():
+        batcher = DynamicBatcher(runtime, BatchingSettings(max_batch=16, max_delay_ms=200), postprocess=postprocess)
+        await batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.run(_images(1 + s % 2, s), task=f"search {s}") for s in range(6)))
+        finally:
+            await batcher.stop()
+
+    answers = asyncio.run(scenario())
+    assert seen == [6]  # one postprocess (one gallery search) for the six coalesced requests
+    for s, (outputs, result) in enumerate(answers):
+        assert result == (f"search {s}", 1 + s % 2) and outputs["embedding"].shape[0] == 1 + s % 2
