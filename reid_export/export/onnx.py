@@ -29,7 +29,7 @@ from ..artefacts.onnx_metadata import (
 from ..artefacts.tracker_sidecar import write_tracker_sidecar
 from ..contract import Preprocess
 from ..errors import ExportError
-from ..files import atomic_path, refuse_existing
+from ..files import atomic_path, check_writable_dir, refuse_existing
 from ..model import ReidNet, attribute_probabilities
 from .settings import DEFAULT_OPSET, MIN_OPSET
 
@@ -67,6 +67,7 @@ def export_onnx(model: ReidNet, out: str | Path, *, opset: int = DEFAULT_OPSET, 
     if out.suffix != ".onnx":
         raise ExportError(f"{out}: the output file must end in .onnx")
     refuse_existing(out, overwrite=overwrite, error=ExportError)
+    check_writable_dir(out.parent, what=f"-o {out}: its folder")  # before the export, not at the rename
     if exporter not in ("dynamo", "torchscript"):
         raise ExportError(f"unknown exporter {exporter!r}; choose 'dynamo' or 'torchscript'")
     supported = supported_opsets(exporter)
