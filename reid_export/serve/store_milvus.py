@@ -44,9 +44,8 @@ class MilvusStore(GalleryStore):
         embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
         if self._client.has_collection(self.collection):
             self._client.drop_collection(self.collection)
-        self._create(embeddings.shape[1] if embeddings.ndim == 2 and embeddings.shape[1] else 1)
         self._count, self._next_seq = 0, 0
-        self.add(ids, embeddings, camids)
+        self.add(ids, embeddings, camids)  # creates the collection with the first rows (an empty gallery has none)
 
     def add(self, ids, embeddings, camids) -> None:
         ids = list(ids)

@@ -74,7 +74,9 @@ class EmbeddedStore(GalleryStore):
 
     def sync(self, ids, embeddings, camids) -> None:
         ids = list(ids)
-        self._state = (ids, np.ascontiguousarray(embeddings, dtype=np.float32).reshape(len(ids), -1),
+        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        dim = embeddings.shape[-1] if embeddings.ndim == 2 else (embeddings.size // max(len(ids), 1))
+        self._state = (ids, embeddings.reshape(len(ids), dim),
                        np.asarray(camids, dtype=np.int64).reshape(len(ids)))
         self._faiss_indexes = {}
 

@@ -210,3 +210,12 @@ def test_attribute_models_fill_attributes_in_the_gallery_and_in_answers(tiny_mar
         assert all(r["attributes"]["age"] in ("young", "teenager", "adult", "old") for r in answer["results"])
         embedded = client.post("/v1/embed", files={"images": (query.name, query.read_bytes(), "image/jpeg")}).json()
         assert set(embedded["items"][0]["attributes"]) >= {"gender", "backpack", "upblack"}
+
+
+def test_an_emptied_gallery_answers_searches_with_no_results(client, gallery, query_image):
+    for item in client.get("/v1/gallery", params={"limit": 1000}).json()["items"]:
+        assert client.delete(f"/v1/gallery/{item['id']}").status_code == 200
+    assert client.get("/v1/info").json()["gallery_items"] == 0
+    response = _search(client, query_image, k=5)
+    assert response.status_code == 200 and response.json()["results"] == []
+    assert not list((gallery / "crops").iterdir()) and not list((gallery / "shards").iterdir())

@@ -65,6 +65,15 @@ def test_a_folder_of_unlabelled_crops_gets_no_pid_or_camera(tmp_path, tiny_marke
     assert [(f.pid, f.camid) for f in found] == [(None, None)] * 3
 
 
+def test_a_course_folder_indexes_its_anonymised_test_images(tmp_path, tiny_market):
+    from course_layout import write_course
+
+    course = write_course(tiny_market, tmp_path / "course")
+    found = collect_images(course)
+    assert [f.path.name for f in found] == sorted(p.name for p in (course / "test").glob("*.jpg"))
+    assert all(f.pid is None and f.camid is None for f in found)
+
+
 def test_add_and_remove_change_the_gallery_and_removed_people_leave_the_disk(gallery, tiny_market, tiny_onnx):
     before = len(Gallery.open(gallery))
     queries = sorted((tiny_market / "query").glob("*.jpg"))[:4]

@@ -117,3 +117,16 @@ def test_milvus_matches_embedded_on_a_given_gallery(tmp_path):
                     _same_up_to_ties(a, b)
     finally:
         milvus.close()
+
+
+def test_both_stores_start_empty_and_fill_up(tmp_path, built_gallery):
+    milvus = _milvus(tmp_path)
+    try:
+        with Gallery.open(built_gallery) as g:
+            for store in (EmbeddedStore(), milvus):
+                store.sync([], np.zeros((0, g.dim), np.float32), np.zeros(0, np.int64))
+                assert len(store) == 0 and store.search(g.embeddings[:2], 5) == [[], []]
+                store.add(g.ids[:3], g.embeddings[:3], g.camids()[:3])
+                assert [row[0][0] for row in store.search(g.embeddings[:3], 1)] == g.ids[:3]
+    finally:
+        milvus.close()
