@@ -15,6 +15,7 @@ at most the images of the commit in flight.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from dataclasses import dataclass
@@ -26,10 +27,11 @@ from ..data.attributes import ATTRIBUTE_NAMES, decode_probabilities
 from ..data.course import parse_course_name
 from ..data.market1501 import IMAGE_SUFFIXES, parse_name
 from ..errors import DataError, ReidExportError
+from ..files import output_lock
 from ..images import decode_images
 from ..progress import progress_bar
 from ..runtimes import Runtime, infer_images, make_runtime, parse_model_spec
-from .gallery import Gallery, NewItem, model_identity
+from .gallery import MANIFEST, Gallery, NewItem, model_identity
 
 __all__ = ["ImageFile", "collect_images", "build_gallery", "add_to_gallery", "remove_from_gallery",
            "embed_arrays", "COMMIT_EVERY"]
@@ -101,10 +103,13 @@ def build_gallery(data, model_spec: str, out: str | Path, *, overwrite: bool = F
             gallery = _add_files(runtime, files, lambda dim: Gallery.create(tmp, identity, dim),
                                  batch_size=batch_size, commit_every=BUILD_CHUNK, progress=progress)
             gallery.close()
-        if out.exists():
-            old = out.with_name(f".{out.name}.{os.getpid()}.old")
-            os.replace(out, old)
-            os.replace(tmp, out)
+        if out.exists():  # --overwrite: only while no one (a running server) holds the old gallery
+            with contextlib.ExitStack() as held:
+                if (out / MANIFEST).exists():
+                    held.enter_context(output_lock(out / MANIFEST, "reid-export index build --overwrite"))
+                old = out.with_name(f".{out.name}.{os.getpid()}.old")
+                os.replace(out, old)
+                os.replace(tmp, out)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, out)

@@ -56,6 +56,18 @@ def test_build_refuses_an_existing_folder_and_leaves_no_temporary_folder(built_g
     assert not [p for p in built_gallery.parent.iterdir() if p.name.startswith(".")]
 
 
+def test_overwrite_replaces_a_gallery_but_not_one_in_use(gallery, tiny_market, tiny_onnx):
+    with Gallery.open(gallery, writable=True):  # as a running server holds it
+        with pytest.raises(ReidExportError, match="being written by"):
+            build_gallery(tiny_market, str(tiny_onnx), gallery, overwrite=True, progress=False)
+        assert (gallery / MANIFEST).exists()
+    old_ids = set(Gallery.open(gallery).ids)
+    build_gallery(tiny_market, str(tiny_onnx), gallery, overwrite=True, progress=False)
+    with Gallery.open(gallery) as g:
+        assert len(g) == len(old_ids) and not old_ids & set(g.ids)
+    assert not [p for p in gallery.parent.iterdir() if p.name.startswith(".")]
+
+
 def test_a_folder_of_unlabelled_crops_gets_no_pid_or_camera(tmp_path, tiny_market):
     crops = tmp_path / "crops"
     crops.mkdir()
