@@ -105,8 +105,9 @@ def create_app(settings: ServeSettings, *, runtime=None) -> FastAPI:
 
     @app.post("/v1/embed", summary="Embeddings (and attributes) of one or more images")
     async def embed(images: list[UploadFile] = File(..., description="image files (repeat the field)")) -> dict:
-        uploads = await read_images(images)
-        outputs = await _infer(service.embed([u[0] for u in uploads]))
+        with service.batcher.announce() as ticket:
+            uploads = await read_images(images)
+            outputs = await _infer(service.embed([u[0] for u in uploads], ticket=ticket))
         codes = attribute_codes(outputs)
         return {"items": [{"filename": u[3], "embedding": outputs["embedding"][i].tolist(),
                            "attributes": readable_attributes(codes[i])} for i, u in enumerate(uploads)],
@@ -118,8 +119,9 @@ def create_app(settings: ServeSettings, *, runtime=None) -> FastAPI:
                      exclude_camera: int | None = Form(None, description="leave out items of this camera")) -> dict:
         if not 1 <= k <= MAX_K:
             raise UploadError(422, f"k must be between 1 and {MAX_K}, got {k}")
-        (pixels, _, _, name), = await read_images([image])
-        query, results = await _infer(service.search(pixels, k, exclude_camera))
+        with service.batcher.announce() as ticket:
+            (pixels, _, _, name), = await read_images([image])
+            query, results = await _infer(service.search(pixels, k, exclude_camera, ticket=ticket))
         return {"query": {"filename": name, "attributes": query.get("attributes")}, "k": k,
                 "exclude_camera": exclude_camera, "results": results}
 
@@ -133,8 +135,9 @@ def create_app(settings: ServeSettings, *, runtime=None) -> FastAPI:
     async def add(images: list[UploadFile] = File(..., description="person crops (repeat the field)"),
                   camid: int | None = Form(None, description="camera of all the crops (default: from the name)"),
                   pid: int | None = Form(None, description="person id of all the crops (default: from the name)")):
-        uploads = await read_images(images)
-        items = await _infer(service.add(uploads, camid=camid, pid=pid))
+        with service.batcher.announce() as ticket:
+            uploads = await read_images(images)
+            items = await _infer(service.add(uploads, camid=camid, pid=pid, ticket=ticket))
         return JSONResponse({"added": items, "gallery_items": len(service.gallery)}, status_code=201)
 
     @app.delete("/v1/gallery/{item_id}", summary="Remove an item: its embedding and stored crop leave the disk")
@@ -195,7 +198,11 @@ def _install_middleware(app: FastAPI, settings: ServeSettings, metrics: Metrics)
             response = JSONResponse({"error": f"request body of {length} bytes is over the limit of {max_body} "
                                      "bytes"}, status_code=413)
         else:
-            response = await call_next(request)
+            metrics.in_flight.inc()
+            try:
+                response = await call_next(request)
+            finally:
+                metrics.in_flight.dec()
         route = request.scope.get("route")
         metrics.observe_request(getattr(route, "path", "other"), response.status_code, time.perf_counter() - t0)
         return response

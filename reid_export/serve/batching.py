@@ -6,8 +6,9 @@
     await batcher.stop()                     # runs what is queued, then stops
 
 A worker task takes the first waiting request, then keeps taking requests until `max_batch` images are
-gathered or `max_delay_ms` has passed since the first arrived; the batch is normalised and run in one
-`runtime.infer` call on a single inference thread (off the event loop), split into calls of at most the
+gathered or `max_delay_ms` has passed since the first arrived, or no other request is on the way
+(queued, or announced with `announce()` by a request still being received and decoded); the batch is
+normalised and run in one `runtime.infer` call on a single inference thread (off the event loop), split into calls of at most the
 runtime's own `max_batch` when it has one. A request is never split across batches unless it alone
 is larger than `max_batch`. `enabled=False` runs each request on its own (the "batching off" baseline).
 
@@ -19,6 +20,7 @@ with every request's outputs and task: the service searches the gallery there, o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -70,6 +72,7 @@ class DynamicBatcher:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reid-infer")
         self._accepting = False
         self.queued_images = 0  # images waiting for the runtime (the queue-depth gauge)
+        self.arriving = 0  # requests announced (being received / decoded) but not queued yet
 
     @property
     def running(self) -> bool:
@@ -94,8 +97,24 @@ class DynamicBatcher:
         """uint8 images (N, H, W, 3) at the runtime's contract size -> the runtime's outputs for them."""
         return (await self.run(images))[0]
 
-    async def run(self, images: np.ndarray, task=None) -> tuple[dict[str, np.ndarray], object]:
-        """`infer`, plus what `postprocess` made of this request's outputs and `task` (None without one)."""
+    @contextlib.contextmanager
+    def announce(self):
+        """Around a request from its arrival to its `run`: while any announced request has not been queued
+        yet, a batch waits for it (up to the delay); with none on the way, a batch leaves at once, so a lone
+        request never pays `max_delay_ms`."""
+        ticket = _Ticket()
+        self.arriving += 1
+        ticket.batcher = self
+        try:
+            yield ticket
+        finally:
+            ticket.settle()
+
+    async def run(self, images: np.ndarray, task=None, ticket: "_Ticket | None" = None) -> tuple[dict, object]:
+        """`infer`, plus what `postprocess` made of this request's outputs and `task` (None without one).
+        `ticket`: from `announce()`, marking the request arrived."""
+        if ticket is not None:
+            ticket.settle()
         if not (self.running and self._accepting):
             raise ReidExportError("the inference worker is not running (the service is starting or stopping)")
         future = asyncio.get_running_loop().create_future()
@@ -115,6 +134,8 @@ class DynamicBatcher:
             if self.settings.enabled:
                 deadline = first.queued_at + self.settings.max_delay_ms / 1e3
                 while size < self.settings.max_batch:
+                    if self._queue.empty() and self.arriving == 0:
+                        break  # nobody else is on the way: waiting would only add latency
                     timeout = deadline - time.perf_counter()
                     try:
                         nxt = self._queue.get_nowait() if timeout <= 0 else \
@@ -168,6 +189,15 @@ class DynamicBatcher:
         if self.postprocess is None or all(task is None for task in tasks):
             return outputs, [None] * len(outputs)
         return outputs, self.postprocess(outputs, tasks)
+
+
+class _Ticket:
+    batcher: DynamicBatcher | None = None
+
+    def settle(self) -> None:
+        if self.batcher is not None:
+            self.batcher.arriving -= 1
+            self.batcher = None
 
 
 def _settle(request: _Request, outputs: dict | None = None, error: BaseException | None = None) -> None:

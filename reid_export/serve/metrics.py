@@ -2,7 +2,7 @@
 
 `reid_requests_total{endpoint,status}`, `reid_request_seconds{endpoint}` (histogram),
 `reid_batch_images` (images per runtime call, histogram), `reid_inference_seconds` (per runtime call),
-`reid_queue_images` (images waiting for the runtime), `reid_gallery_items`.
+`reid_queue_images` (images waiting for the runtime), `reid_requests_in_flight`, `reid_gallery_items`.
 prometheus-client is imported here only (`pip install "reid-export[serve]"`).
 """
 
@@ -34,6 +34,8 @@ class Metrics:
                                     registry=self.registry)
         self.inference = prom.Histogram("reid_inference_seconds", "Time of one runtime call (normalise + infer)",
                                         buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.in_flight = prom.Gauge("reid_requests_in_flight", "Requests being received or answered",
+                                    registry=self.registry)
         queue = prom.Gauge("reid_queue_images", "Images waiting for the runtime", registry=self.registry)
         queue.set_function(queue_depth)
         gallery = prom.Gauge("reid_gallery_items", "Items in the gallery", registry=self.registry)

@@ -110,11 +110,13 @@ class ReidService:
                 "batching": {"enabled": self.settings.batching.enabled, "max_batch": self.settings.batching.max_batch,
                              "max_delay_ms": self.settings.batching.max_delay_ms}}
 
-    async def embed(self, pixels: list[np.ndarray]) -> dict[str, np.ndarray]:
-        return await self.batcher.infer(np.stack(pixels))
+    async def embed(self, pixels: list[np.ndarray], ticket=None) -> dict[str, np.ndarray]:
+        return (await self.batcher.run(np.stack(pixels), ticket=ticket))[0]
 
-    async def search(self, pixels: np.ndarray, k: int, exclude_camera: int | None = None) -> tuple[dict, list[dict]]:
-        outputs, hits = await self.batcher.run(pixels[None], (k, exclude_camera))
+    async def search(self, pixels: np.ndarray, k: int, exclude_camera: int | None = None,
+                     ticket=None) -> tuple[dict, list[dict]]:
+        """`ticket`: from `batcher.announce()` when the request was announced on arrival."""
+        outputs, hits = await self.batcher.run(pixels[None], (k, exclude_camera), ticket=ticket)
         results = []
         for rank, (item_id, distance) in enumerate(hits, start=1):
             if item_id in self.gallery:  # a concurrent delete may have removed it since the search
@@ -137,9 +139,9 @@ class ReidService:
         return results
 
     async def add(self, uploads: list[tuple[np.ndarray, bytes, str, str]], camid: int | None = None,
-                  pid: int | None = None) -> list[dict]:
+                  pid: int | None = None, ticket=None) -> list[dict]:
         """uploads: (pixels, original bytes, suffix, file name). pid/camid default to what the name carries."""
-        outputs = await self.batcher.infer(np.stack([u[0] for u in uploads]))
+        outputs = (await self.batcher.run(np.stack([u[0] for u in uploads]), ticket=ticket))[0]
         codes = attribute_codes(outputs)
         new = []
         for (_, data, suffix, name), attributes in zip(uploads, codes):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -117,3 +118,30 @@ def test_postprocess_runs_once_per_batch_and_each_request_gets_its_own_result(ru
     assert seen == [6]  # one postprocess (one gallery search) for the six coalesced requests
     for s, (outputs, result) in enumerate(answers):
         assert result == (f"search {s}", 1 + s % 2) and outputs["embedding"].shape[0] == 1 + s % 2
+
+
+def test_a_lone_request_does_not_wait_for_the_delay_but_an_announced_one_is_waited_for(runtime):
+    async def scenario():
+        batcher = DynamicBatcher(runtime, BatchingSettings(max_batch=8, max_delay_ms=2000))
+        await batcher.start()
+        try:
+            t0 = time.perf_counter()
+            await batcher.infer(_images(1, 0))
+            alone_s = time.perf_counter() - t0
+
+            async def late_arrival(ticket):
+                await asyncio.sleep(0.3)  # still being received and decoded
+                return await batcher.run(_images(1, 2), ticket=ticket)
+
+            runtime.calls.clear()
+            with batcher.announce() as ticket:
+                first = asyncio.create_task(batcher.infer(_images(1, 1)))
+                second = asyncio.create_task(late_arrival(ticket))
+                await asyncio.gather(first, second)
+            return alone_s
+        finally:
+            await batcher.stop()
+
+    alone_s = asyncio.run(scenario())
+    assert alone_s < 1.0  # far below the 2 s delay
+    assert runtime.calls == [2]  # the first request waited for the announced one
