@@ -126,7 +126,11 @@ class Gallery:
         lock = None
         if writable:
             lock = contextlib.ExitStack()
-            lock.enter_context(output_lock(root / MANIFEST, "reid-export gallery writer"))
+            try:
+                lock.enter_context(output_lock(root / MANIFEST))
+            except ReidExportError as e:
+                raise GalleryError(f"{e}. A running `reid-export serve` holds its gallery: change it through the "
+                                   "server's /v1/gallery endpoints, or stop the server first") from None
             manifest = _read_manifest(root)  # re-read under the lock
         try:
             if model is not None:
