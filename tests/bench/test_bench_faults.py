@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from onnx_files import onnx_with_external_data_outside
 from tiny_models import make_tiny_model
 
 from reid_export.bench import BenchSettings, ModelSpec, run_bench
@@ -67,31 +68,8 @@ def test_the_runtime_owns_its_batch_limit(tiny_market, tiny_onnx):
     assert sweep["2"]["batches"] >= 1 and "max_batch 3" in sweep["4"]["skipped"]
 
 
-def _external_data_outside(folder):
-    from onnx import TensorProto, helper, numpy_helper
-
-    (folder / "m").mkdir()
-    w = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
-    graph = helper.make_graph([helper.make_node("MatMul", ["input", "w"], ["embedding"])], "g",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, 4, 4])],
-                              [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["n", 3, 4, 4])], [w])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    onnx.save(model, str(folder / "m" / "model.onnx"), save_as_external_data=True, location="w.bin",
-              size_threshold=0)
-    (folder / "m" / "w.bin").rename(folder / "w.bin")
-    proto = onnx.load(str(folder / "m" / "model.onnx"), load_external_data=False)
-    proto.graph.initializer[0].external_data[0].value = "../w.bin"  # points outside the model's folder
-    from reid_export.artefacts.onnx_metadata import METADATA_KEY, set_metadata
-    from reid_export.contract import Preprocess
-
-    set_metadata(proto, {METADATA_KEY: Preprocess(height=4, width=4).to_json()})
-    onnx.save(proto, str(folder / "m" / "model.onnx"))
-    return folder / "m" / "model.onnx"
-
-
 def test_external_data_outside_the_model_folder_fails_for_safety(tmp_path):
-    path = _external_data_outside(tmp_path)
+    path = onnx_with_external_data_outside(tmp_path, size=4)
     with pytest.raises(ReidExportError, match=r"refused for safety") as error:
         make_runtime("onnxruntime", path).activate()
     assert not isinstance(error.value, __import__("reid_export.errors").errors.RuntimeUnavailable)  # failed, not skipped

@@ -52,12 +52,12 @@ def build_fixtures(base: Path) -> dict[str, Path]:
     """Tiny inputs for every case: a synthetic Market-1501, checkpoints (good, NaN, wrong arch, unknown arch,
     pickled code), ONNX files (good, garbage, lying contract, external data outside its folder), a course-less
     Market folder with a tiny and a corrupt image, files in the way, an earlier report."""
-    import numpy as np
     import onnx
     import torch
     from PIL import Image
 
     sys.path.insert(0, str(ROOT / "tests"))
+    from onnx_files import onnx_with_external_data_outside
     from tiny_models import TINY, make_tiny_model
 
     from reid_export.artefacts.onnx_metadata import METADATA_KEY, set_metadata
@@ -103,7 +103,7 @@ def build_fixtures(base: Path) -> dict[str, Path]:
     set_metadata(proto, {METADATA_KEY: Preprocess(height=256, width=128).to_json()})
     onnx.save(proto, str(base / "lying.onnx"))
     f["lying"] = base / "lying.onnx"
-    f["external"] = _external_data_outside(base / "ext", np, onnx)
+    f["external"] = onnx_with_external_data_outside(base / "ext")
     (base / "a_folder.onnx").mkdir()
     f["dir_onnx"] = base / "a_folder.onnx"
     (base / "file.txt").write_text("the user's notes\n")
@@ -137,29 +137,6 @@ def build_fixtures(base: Path) -> dict[str, Path]:
 class _RunsCode:
     def __reduce__(self):
         return (print, ("this would have run",))
-
-
-def _external_data_outside(folder: Path, np, onnx) -> Path:
-    from onnx import TensorProto, helper, numpy_helper
-
-    from reid_export.artefacts.onnx_metadata import METADATA_KEY, set_metadata
-    from reid_export.contract import Preprocess
-
-    (folder / "m").mkdir(parents=True)
-    w = numpy_helper.from_array(np.ones((8, 8), np.float32), "w")
-    graph = helper.make_graph([helper.make_node("MatMul", ["input", "w"], ["embedding"])], "g",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, 8, 8])],
-                              [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["n", 3, 8, 8])], [w])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    onnx.save(model, str(folder / "m" / "model.onnx"), save_as_external_data=True, location="w.bin",
-              size_threshold=0)
-    (folder / "m" / "w.bin").rename(folder / "w.bin")
-    proto = onnx.load(str(folder / "m" / "model.onnx"), load_external_data=False)
-    proto.graph.initializer[0].external_data[0].value = "../w.bin"
-    set_metadata(proto, {METADATA_KEY: Preprocess(height=8, width=8).to_json()})
-    onnx.save(proto, str(folder / "m" / "model.onnx"))
-    return folder / "m" / "model.onnx"
 
 
 def cases(f: dict[str, Path]) -> list[Case]:
