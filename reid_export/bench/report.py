@@ -51,7 +51,7 @@ def machine_info() -> dict:
 def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     """Header and string cells of the bench table, shared by the terminal and Markdown outputs."""
     batch_sizes = report["settings"]["batch_sizes"]
-    header = ["arch", "runtime", "precision", "provider", "status"]
+    header = ["arch", "runtime", "precision", "model", "provider", "status"]
     for bs in batch_sizes:
         header += [f"img/s @{bs}", f"p50 ms @{bs}", f"p99 ms @{bs}"]
     header += ["Rank-1", "Rank-5", "Rank-10", "mAP", "mINP", "ΔRank-1", "ΔmAP", "cos min", "cos mean"]
@@ -60,7 +60,8 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
         header += ["attr acc", "attr mA", "ΔmA"]
     cells = []
     for row in grouped_rows(report):
-        line = [arch_of_row(row), row["runtime"], row.get("precision", "-"), row.get("provider", "-"), row["status"]]
+        line = [arch_of_row(row), row["runtime"], row.get("precision", "-"), Path(row["model"]).name,
+                row.get("provider", "-"), row["status"]]
         for bs in batch_sizes:
             t = row.get("throughput", {}).get(str(bs))
             if t and "images_per_sec" not in t:  # out of memory, or skipped (too big to fit, above max_batch)

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,6 +70,8 @@ def test_report_is_written_as_json_and_markdown(report, tmp_path):
     header, cells = table_rows(report)
     assert "| " + " | ".join(header) + " |" in md
     assert len(cells) == 4 and "img/s @4" in header
+    model = header.index("model")  # rows of two files at one precision stay apart
+    assert [line[model] for line in cells] == [Path(r["model"]).name for r in report["rows"]]
     assert report["machine"]["cpu_count"] >= 1 and "onnxruntime" in report["machine"]
 
 
