@@ -25,10 +25,11 @@ TRT_CACHE_DIR = ENGINES_DIR / "ort-trt-cache"
 class OnnxRuntime(Runtime):
     name = "onnxruntime"
 
-    def __init__(self, artefact, *, device: str = "cpu", threads: int = 0, trt_cache_dir: str | Path = TRT_CACHE_DIR,
+    def __init__(self, artefact, *, device: str = "cpu", threads: int = 0, spinning: bool = True, trt_cache_dir: str | Path = TRT_CACHE_DIR,
                  trt_profile_max_batch: int = 128):
         super().__init__(artefact, device=device)
         self.threads = threads  # intra-op threads; 0 lets ONNX Runtime use every core
+        self.spinning = spinning  # False: idle threads sleep (a server sharing its cores with decoding and I/O)
         self.trt_cache_dir = Path(trt_cache_dir)
         self.trt_profile_max_batch = trt_profile_max_batch  # TensorRT EP profile: batch 1..this (its max_batch)
         self._session = None
@@ -56,6 +57,8 @@ class OnnxRuntime(Runtime):
         options.log_severity_level = 3
         if self.threads:
             options.intra_op_num_threads = self.threads
+        if not self.spinning:  # idle intra-op threads sleep instead of spinning, leaving the cores to others
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = self._provider_list(kind, wanted, INPUT_NAME)
         try:
             self._session = ort.InferenceSession(str(self.artefact), sess_options=options, providers=providers)

@@ -70,7 +70,9 @@ class ReidService:
     def _open(self) -> None:
         if self.runtime is None:
             name, path = parse_model_spec(self.settings.model)
-            self.runtime = make_runtime(name, path)
+            # ONNX Runtime's idle threads would spin between requests, taking the cores HTTP and decoding need
+            options = {"spinning": False} if name.startswith("onnxruntime") else {}
+            self.runtime = make_runtime(name, path, **options)
         self.runtime.activate()
         self.gallery = Gallery.open(self.settings.gallery, model=model_identity(self.runtime), writable=True)
         options = {"faiss": self.settings.faiss} if self.settings.store == "embedded" else \
