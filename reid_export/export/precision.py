@@ -10,7 +10,9 @@ calibrating on them leaks the test set into the model.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import tempfile
 from dataclasses import asdict
@@ -98,11 +100,13 @@ def quantize_int8(src: str | Path, out: str | Path, calibration_paths: list[Path
         prepared = prepare_int8(src, Path(tmp) / "prepared.onnx")
         reader = _CalibrationReader(calibration_paths, contract, settings.batch_size, progress)
         quantized = Path(tmp) / "int8.onnx"
-        quantize_static(str(prepared), str(quantized), reader, quant_format=QuantFormat.QDQ,
-                        per_channel=settings.per_channel,
-                        activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=method, extra_options=extra,
-                        nodes_to_exclude=list(nodes_to_exclude))
+        # ONNX Runtime's entropy/percentile calibrators print their progress to stdout: quiet means quiet
+        with contextlib.nullcontext() if progress else contextlib.redirect_stdout(io.StringIO()):
+            quantize_static(str(prepared), str(quantized), reader, quant_format=QuantFormat.QDQ,
+                            per_channel=settings.per_channel,
+                            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, calibrate_method=method, extra_options=extra,
+                            nodes_to_exclude=list(nodes_to_exclude))
         proto = onnx.load(str(quantized))
     # no absolute paths in an artefact: the folder's name and a hash of the file names identify the images
     names = sorted(Path(p).name for p in calibration_paths)
