@@ -98,6 +98,10 @@ def quantize_int8(src: str | Path, out: str | Path, calibration_paths: list[Path
         extra["CalibPercentile"] = settings.percentile
     with tempfile.TemporaryDirectory(prefix="reid-int8-") as tmp:
         prepared = prepare_int8(src, Path(tmp) / "prepared.onnx")
+        if settings.method != "minmax" and len(calibration_paths) > settings.batch_size:
+            # ONNX Runtime's histogram calibrators (entropy, percentile) stack every batch's activations into one
+            # array, so the batches must be the same size: the last, partial batch is left out
+            calibration_paths = calibration_paths[:len(calibration_paths) - len(calibration_paths) % settings.batch_size]
         reader = _CalibrationReader(calibration_paths, contract, settings.batch_size, progress)
         quantized = Path(tmp) / "int8.onnx"
         # ONNX Runtime's entropy/percentile calibrators print their progress to stdout: quiet means quiet
