@@ -16,7 +16,6 @@ the same batch; below the precision's threshold the IR is removed and ExportErro
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -31,7 +30,7 @@ from ..files import ENGINES_DIR, refuse_existing
 from ..runtimes import make_runtime
 from ..runtimes.openvino import import_openvino, set_ir_metadata
 from .onnx import export_onnx
-from .precision import calibration_images, refuse_evaluation_images
+from .precision import calibration_images, calibration_record, refuse_evaluation_images
 from .verify import DEFAULT_MIN_COSINE, PARITY_IMAGES, sample_batch
 
 __all__ = ["OpenVinoExport", "default_ir_path", "export_openvino"]
@@ -114,9 +113,7 @@ def _nncf_quantize(model, contract, paths: list[Path], progress: bool):
         print(f"[nncf] calibrating on {len(paths)} training images")
     dataset = nncf.Dataset(paths, lambda path: contract.load_batch([path]))
     quantized = nncf.quantize(model, dataset, subset_size=len(paths))
-    names = sorted(Path(p).name for p in paths)
-    record = {"method": f"nncf-{nncf.__version__}", "num_images": len(paths), "source": Path(paths[0]).parent.name,
-              "files_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest()}
+    record = {"method": f"nncf-{nncf.__version__}", **calibration_record(paths)}
     return quantized, record
 
 

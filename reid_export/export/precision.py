@@ -28,7 +28,7 @@ from ..files import atomic_path, refuse_existing
 from .onnx import export_onnx
 from .settings import PRECISIONS, Int8Settings
 
-__all__ = ["export_at_precision", "convert_fp16", "quantize_int8", "prepare_int8", "calibration_images",
+__all__ = ["export_at_precision", "convert_fp16", "quantize_int8", "prepare_int8", "calibration_images", "calibration_record",
            "refuse_evaluation_images"]
 
 _EVAL_FOLDERS = ("query", "bounding_box_test", "gt_query", "gt_bbox")
@@ -112,12 +112,7 @@ def quantize_int8(src: str | Path, out: str | Path, calibration_paths: list[Path
                             weight_type=QuantType.QInt8, calibrate_method=method, extra_options=extra,
                             nodes_to_exclude=list(nodes_to_exclude))
         proto = onnx.load(str(quantized))
-    # no absolute paths in an artefact: the folder's name and a hash of the file names identify the images
-    names = sorted(Path(p).name for p in calibration_paths)
-    record = asdict(settings) | {"num_images": len(calibration_paths),
-                                 "source": Path(calibration_paths[0]).parent.name,
-                                 "files_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest(),
-                                 "fp32_nodes": list(nodes_to_exclude)}
+    record = asdict(settings) | calibration_record(calibration_paths) | {"fp32_nodes": list(nodes_to_exclude)}
     set_metadata(proto, meta | {PRECISION_KEY: "int8", CALIBRATION_KEY: json.dumps(record, sort_keys=True)})
     return _save_checked(proto, out)
 
@@ -129,6 +124,14 @@ def prepare_int8(src: str | Path, out: str | Path) -> Path:
 
     quant_pre_process(str(src), str(out), skip_symbolic_shape=True)
     return Path(out)
+
+
+def calibration_record(paths: list[Path]) -> dict:
+    """How an artefact names the images it was calibrated on, without absolute paths: their count, their
+    folder's name and a sha256 of their sorted file names."""
+    names = sorted(Path(p).name for p in paths)
+    return {"num_images": len(paths), "source": Path(paths[0]).parent.name,
+            "files_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest()}
 
 
 def calibration_images(data_root: str | Path, num_images: int = 300, *, seed: int = 0) -> list[Path]:
