@@ -194,8 +194,10 @@ def _model_name(row: dict) -> str:
 
 
 def _arch_of(runtime) -> str | None:
-    """The architecture a runtime runs, as its artefact records it: the ONNX `reid_export.model` metadata,
-    a TensorRT sidecar's copy of it, or the checkpoint's config (a bare backbone: from its tensors)."""
+    """The architecture a runtime runs, as its artefact records it: the model the torch runtime loaded
+    (`runtime.arch`), the ONNX `reid_export.model` metadata, or a TensorRT sidecar's copy of it."""
+    if runtime.arch is not None:
+        return runtime.arch
     info = getattr(runtime, "info", None)
     if isinstance(getattr(info, "model", None), dict):
         return info.model.get("arch")
@@ -203,15 +205,7 @@ def _arch_of(runtime) -> str | None:
     if isinstance(sidecar, dict):
         model = sidecar.get("model")
         return model.get("arch") if isinstance(model, dict) else None
-    artefact = runtime.artefact
-    if hasattr(artefact, "config"):  # a ReidNet in memory
-        return artefact.config.arch
-    from ..model import infer_arch, normalise_backbone_keys, torch_load  # lazy: torch
-
-    obj = torch_load(artefact)
-    if isinstance(obj, dict) and isinstance(obj.get("config"), dict):
-        return obj["config"].get("arch")
-    return infer_arch(normalise_backbone_keys(obj, source=str(artefact)), source=str(artefact))
+    return None
 
 
 def _bench_one(spec: ModelSpec, settings: BenchSettings, eval_paths, decoded, ids) -> tuple[dict, np.ndarray | None]:

@@ -30,6 +30,7 @@ class Runtime(ABC):
         self.contract: Preprocess | None = None  # set by activate()
         self.provider: str = "?"  # what actually runs the model (execution provider / device), set by activate()
         self.precision: str = "fp32"  # numeric precision of the artefact, set by activate()
+        self.arch: str | None = None  # the architecture, set by activate() where the artefact itself says it
         # the largest batch one infer() call accepts (a TensorRT engine's profile maximum), set by activate();
         # None when unbounded. Callers split work to fit it; a benchmark skips batch sizes above it.
         self.max_batch: int | None = None

@@ -53,6 +53,7 @@ class TorchRuntime(Runtime):
             model = model.half()
             self.precision = "fp16"
         self._model = model
+        self.arch = model.config.arch
         self.contract = model.config.preprocess
         self.provider = str(torch.device(self.device))
         if self.bf16:
