@@ -80,8 +80,9 @@ class TrainConfig:
     seed: int = 0  # seeds init, sampling and augmentation: same seed, same run on CPU
     device: str = "auto"  # "auto" (cuda when available), "cpu" or "cuda"
     amp: bool = False  # mixed precision (float16 autocast + grad scaling); cuda only, ignored on cpu
-    channels_last: bool = True  # channels-last memory format for model and inputs; cuda only, ignored on cpu
+    channels_last: bool = True  # channels-last memory format for model and inputs (cuda and cpu)
     eval_every: int = 0  # evaluate on query/gallery every N epochs; 0 = only after the last epoch
+    final_eval: bool = True  # evaluate on query/gallery after the last epoch (the demo's bench does it instead)
 
     def __post_init__(self) -> None:
         self._coerce_types()

@@ -1,4 +1,4 @@
-"""channels_last: applied on CUDA only; train_one_epoch hands the step inputs in the format asked for."""
+"""channels_last: on by default (CUDA and CPU); train_one_epoch hands the step inputs in the format asked for."""
 
 from __future__ import annotations
 
@@ -21,11 +21,19 @@ def _recording_step(formats: list[bool]):
     return step
 
 
-def test_channels_last_is_on_by_default_but_not_applied_on_cpu(tiny_config, monkeypatch):
+def test_channels_last_is_on_by_default_and_applied_on_cpu_too(tiny_config, monkeypatch):
+    """oneDNN's CPU convolutions train faster channels-last (the quick recipe: 32.3 vs 25.9 img/s on 2 cores)."""
     formats: list[bool] = []
     monkeypatch.setattr(loop, "train_step", _recording_step(formats))
     assert tiny_config.channels_last
     train(replace(tiny_config, epochs=1), quiet=True)
+    assert formats and all(formats)
+
+
+def test_channels_last_false_trains_contiguous(tiny_config, monkeypatch):
+    formats: list[bool] = []
+    monkeypatch.setattr(loop, "train_step", _recording_step(formats))
+    train(replace(tiny_config, epochs=1, channels_last=False), quiet=True)
     assert formats and not any(formats)
 
 
