@@ -11,11 +11,13 @@ differently, so near-equal distances can still come out in another order on anot
 
 Devices: "cpu" runs numpy (and its BLAS); "cuda" / "cuda:N" runs torch (`distances_torch`,
 imported only then) in float32, or with `half=True` an FP16 GEMM (about 3 significant digits
-per distance). Blocks on the CPU use the same arithmetic as `pairwise_distance`, and OpenBLAS
-gives a block of at least two rows and columns bit-identical distances (the tests check it),
-so `embeddings.evaluate_embeddings` equals `evaluate_ranking(pairwise_distance(...))` exactly and `topk`
-does not depend on `chunk_bytes` (a one-row block would run GEMV, which rounds differently:
-blocks never have one row or column unless the input does).
+per distance). Blocks on the CPU use the same arithmetic as `pairwise_distance`, and OpenBLAS's
+AVX-512 kernels give a block of at least two rows and columns bit-identical distances (the tests
+check it), so there `embeddings.evaluate_embeddings` equals `evaluate_ranking(pairwise_distance(...))`
+exactly and `topk` does not depend on `chunk_bytes` (a one-row block would run GEMV, which rounds
+differently: blocks never have one row or column unless the input does). Its AVX2 kernels round
+blocks of a few rows differently in the last bit, so on such a CPU a small `chunk_bytes` can swap
+near-tied items (metrics move by rounding only; tests/blas_blocks.py tells which case a machine is).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from . import blocks
 from .blocks import DEFAULT_CHUNK_BYTES, METRICS, TORCH_ENTRY_BYTES
 from .protocol import MAX_KEY, order_keys
 
-__all__ = ["pairwise_distance", "topk", "stable_argsort", "METRICS", "DEFAULT_CHUNK_BYTES"]
+__all__ = ["pairwise_distance", "topk", "normalise_rows", "stable_argsort", "METRICS", "DEFAULT_CHUNK_BYTES"]
 
 _SAMPLE_STRIDE = 16  # top-k: every 16th distance of a row sets its candidate threshold
 
@@ -63,6 +65,7 @@ def topk(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     device: str = "cpu",
     half: bool = False,
+    gallery_normalised: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k closest gallery entries of every query, closest first (ties: lower gallery index first).
 
@@ -79,6 +82,9 @@ def topk(
         k: entries per query, 1 <= k <= num_gallery.
         metric, device, half: see the module docstring and `pairwise_distance`.
         chunk_bytes: working-memory cap of one block; never below a 2 x 2 block.
+        gallery_normalised: the gallery is `normalise_rows(gallery)` already (cosine, CPU): it is used
+            as it is, with the same result as normalising here, and a gallery searched again and again
+            (a served one) is normalised once instead of on every call.
 
     Returns:
         `(indices, distances)`: int64 and float32, shape (num_query, k); the distances are those
@@ -96,6 +102,8 @@ def topk(
     torch_device = blocks.torch_device(device, half)
     entry_bytes = TORCH_ENTRY_BYTES if torch_device else blocks.entry_bytes(query.dtype, keys=True)
     rows, cols = blocks.plan(num_query, num_gallery, k, entry_bytes, chunk_bytes)
+    if gallery_normalised and (metric != "cosine" or torch_device):
+        raise ValueError("gallery_normalised=True is for metric='cosine' on the CPU")
     if torch_device:
         from .distances_torch import topk_keys  # lazy: torch only for a GPU
 
@@ -105,9 +113,14 @@ def topk(
     q_spans, g_spans = blocks.spans(num_query, rows), blocks.spans(num_gallery, cols)
     # one buffer for every block: mapping fresh pages for each block costs more than its work
     distances = np.empty((max(b - a for a, b in q_spans), max(b - a for a, b in g_spans)), np.float32)
-    normalised = np.empty((distances.shape[1], gallery.shape[1]), gallery.dtype) if metric == "cosine" else None
+    normalised = None
+    if metric == "cosine" and not gallery_normalised:
+        normalised = np.empty((distances.shape[1], gallery.shape[1]), gallery.dtype)
     for g0, g1 in g_spans:  # gallery outside: each gallery block is read from memory once
-        g = blocks.prepare(gallery[g0:g1], metric, out=normalised)
+        if gallery_normalised:
+            g = (gallery[g0:g1], None)
+        else:
+            g = blocks.prepare(gallery[g0:g1], metric, out=normalised)
         for q0, q1 in q_spans:
             block = blocks.distance_block(blocks.take(q, q0, q1), g, metric, out=distances[: q1 - q0, : g1 - g0])
             blocks.reject_nan(block)
@@ -116,6 +129,15 @@ def topk(
                 found = np.sort(np.concatenate([best[q0:q1], found], axis=1), axis=1)[:, :k]
             best[q0:q1] = found
     return blocks.split_keys(best)
+
+
+def normalise_rows(x: np.ndarray) -> np.ndarray:
+    """Rows L2-normalised exactly as `topk` and `pairwise_distance` normalise them for the cosine metric
+    (all-zero rows stay zero): the input of `topk(..., gallery_normalised=True)`."""
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"normalise_rows takes a 2-D (num_samples, dim) array, got shape {x.shape}")
+    return blocks.prepare(x.astype(np.float64 if x.dtype == np.float64 else np.float32, copy=False), "cosine")[0]
 
 
 def stable_argsort(distances: np.ndarray) -> np.ndarray:

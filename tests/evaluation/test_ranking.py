@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from blas_blocks import blocks_are_bit_identical
 from reid_export.bench.scaling import faiss_topk, scaling_benchmark
 from reid_export.errors import RuntimeUnavailable
 from reid_export.evaluation import blocks, distances_torch, protocol
 from reid_export.evaluation.blocks import METRICS, split_keys
-from reid_export.evaluation.distances import pairwise_distance, stable_argsort, topk
+from reid_export.evaluation.distances import normalise_rows, pairwise_distance, stable_argsort, topk
 from reid_export.evaluation.embeddings import evaluate_embeddings
 from reid_export.evaluation.protocol import evaluate_ranking, order_keys
 from reid_export.evaluation.rerank import k_reciprocal_rerank
@@ -175,6 +176,21 @@ def test_topk_on_continuous_embeddings():
     np.testing.assert_array_equal(distances, expected_distances)
 
 
+@pytest.mark.parametrize("chunk_bytes", [600, 1 << 20])
+def test_topk_on_a_gallery_normalised_once_is_bit_identical(chunk_bytes):
+    """What a served gallery does: normalise once, then search many times with the same result."""
+    rng = np.random.default_rng(11)
+    query = rng.standard_normal((9, 32)).astype(np.float32)
+    gallery = (rng.standard_normal((700, 32)) * rng.uniform(0.1, 30, (700, 1))).astype(np.float32)
+    gallery[5] = 0.0  # an all-zero row: distance 1 to everything, either way
+    expected = topk(query, gallery, 40, chunk_bytes=chunk_bytes)
+    got = topk(query, normalise_rows(gallery), 40, chunk_bytes=chunk_bytes, gallery_normalised=True)
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+    with pytest.raises(ValueError, match="gallery_normalised=True is for metric='cosine'"):
+        topk(query, gallery, 5, metric="euclidean", gallery_normalised=True)
+
+
 def test_topk_all_tied_returns_the_lowest_indices():
     query, gallery = np.ones((3, 4), np.float32), np.ones((500, 4), np.float32)
     indices, distances = topk(query, gallery, 20)
@@ -266,7 +282,12 @@ def test_evaluate_embeddings_equals_evaluate_ranking_of_pairwise_distance(metric
 def test_evaluate_embeddings_is_invariant_to_the_memory_cap(chunk_bytes):
     q_emb, g_emb, *ids = _market_like(1)
     expected = evaluate_ranking(pairwise_distance(q_emb, g_emb), *ids, max_rank=20)
-    _assert_same_metrics(evaluate_embeddings(q_emb, g_emb, *ids, max_rank=20, chunk_bytes=chunk_bytes), expected)
+    got = evaluate_embeddings(q_emb, g_emb, *ids, max_rank=20, chunk_bytes=chunk_bytes)
+    if blocks_are_bit_identical():
+        _assert_same_metrics(got, expected)
+    else:  # this BLAS rounds small blocks differently (tests/blas_blocks.py): near-ties may swap
+        for key in ("rank1", "mAP", "mINP"):
+            assert abs(got[key] - expected[key]) < 0.05, key
 
 
 def test_evaluate_embeddings_in_float64():
