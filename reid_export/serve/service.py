@@ -57,10 +57,13 @@ class ReidService:
         self.store: GalleryStore | None = None
         self.batcher: DynamicBatcher | None = None
         self._write_lock = threading.Lock()  # one gallery change at a time (commits run in threads)
+        self._blas_limit = None
+        self._views: dict[str, dict] = {}  # item id -> its JSON view (items never change; removal drops it)
         self.ready = False
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
+        self._blas_limit = _one_blas_thread()
         await asyncio.to_thread(self._open)
         self.batcher = DynamicBatcher(self.runtime, self.settings.batching, on_batch=self.on_batch,
                                       postprocess=self._search_many)
@@ -86,6 +89,9 @@ class ReidService:
         if self.batcher is not None:
             await self.batcher.stop()
         await asyncio.to_thread(self._close)
+        if self._blas_limit is not None:
+            self._blas_limit.restore_original_limits()
+            self._blas_limit = None
 
     def _close(self) -> None:
         with self._write_lock:  # waits for a commit in progress
@@ -117,13 +123,27 @@ class ReidService:
 
     async def search(self, pixels: np.ndarray, k: int, exclude_camera: int | None = None,
                      ticket=None) -> tuple[dict, list[dict]]:
-        """`ticket`: from `batcher.announce()` when the request was announced on arrival."""
+        """`ticket`: from `batcher.announce()` when the request was announced on arrival.
+        Returns the query's attributes ({"attributes": ...} when the model has them) and the ranked items."""
         outputs, hits = await self.batcher.run(pixels[None], (k, exclude_camera), ticket=ticket)
         results = []
         for rank, (item_id, distance) in enumerate(hits, start=1):
-            if item_id in self.gallery:  # a concurrent delete may have removed it since the search
-                results.append({"rank": rank, "distance": distance, **self.item_view(self.gallery.item(item_id))})
-        return _first(outputs), results
+            view = self._view(item_id)
+            if view is not None:  # a concurrent delete may have removed it since the search
+                results.append({"rank": rank, "distance": distance, **view})
+        query = {}
+        if "attributes" in outputs:
+            query["attributes"] = readable_attributes(attribute_codes(outputs)[0])
+        return query, results
+
+    def _view(self, item_id: str) -> dict | None:
+        view = self._views.get(item_id)
+        if view is None and item_id in self.gallery:
+            view = self._views[item_id] = self.item_view(self.gallery.item(item_id))
+        if item_id not in self.gallery:  # removed meanwhile: nothing of it stays in memory either
+            self._views.pop(item_id, None)
+            return None
+        return view
 
     def _search_many(self, outputs: list[dict], tasks: list) -> list:
         """On the inference thread: one store search per camera filter for every search request of a batch."""
@@ -168,6 +188,7 @@ class ReidService:
             item = self.gallery.item(item_id)
             self.store.remove([item_id])  # out of the search first, then off the disk
             self.gallery.remove([item_id])
+            self._views.pop(item_id, None)
             return item
 
     def list_items(self, offset: int, limit: int) -> dict:
@@ -179,11 +200,17 @@ class ReidService:
                 "attributes": readable_attributes(item.attributes), "image_url": f"/v1/gallery/{item.id}/image"}
 
 
-def _first(outputs: dict) -> dict:
-    out = {"embedding": outputs["embedding"][0].tolist()}
-    if "attributes" in outputs:
-        out["attributes"] = readable_attributes(attribute_codes(outputs)[0])
-    return out
+def _one_blas_thread():
+    """numpy's BLAS down to one thread while the service runs (undone on stop); None without threadpoolctl.
+
+    The gallery search is one small matrix product per batch, and OpenBLAS's second thread spins after
+    each one: on 2 cores that took 4.4 ms of CPU per request at concurrency 32 (benchmarks/serve_load.py),
+    CPU the model and the HTTP work need. One thread ranks a batch of 32 queries in about a millisecond."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def make_store(kind: str = "embedded", **options) -> GalleryStore:

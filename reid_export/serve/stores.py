@@ -23,7 +23,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from ..errors import ReidExportError
-from ..evaluation.distances import pairwise_distance, topk
+from ..evaluation.distances import normalise_rows, pairwise_distance, topk
 
 __all__ = ["GalleryStore", "EmbeddedStore", "STORES", "Hit"]
 
@@ -68,20 +68,22 @@ class EmbeddedStore(GalleryStore):
 
     def __init__(self, *, faiss: bool = False):
         self.use_faiss = faiss
-        self._state: tuple[list[str], np.ndarray, np.ndarray] = ([], np.zeros((0, 0), np.float32),
-                                                                 np.zeros(0, np.int64))
+        # ids, embeddings, cameras, and the embeddings normalised once for the cosine search
+        self._state: tuple[list[str], np.ndarray, np.ndarray, np.ndarray] = (
+            [], np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros((0, 0), np.float32))
         self._faiss_indexes: dict = {}  # exclude_camera -> (snapshot, faiss index, rows)
 
     def sync(self, ids, embeddings, camids) -> None:
         ids = list(ids)
         embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
         dim = embeddings.shape[-1] if embeddings.ndim == 2 else (embeddings.size // max(len(ids), 1))
-        self._state = (ids, embeddings.reshape(len(ids), dim),
-                       np.asarray(camids, dtype=np.int64).reshape(len(ids)))
+        embeddings = embeddings.reshape(len(ids), dim)
+        self._state = (ids, embeddings, np.asarray(camids, dtype=np.int64).reshape(len(ids)),
+                       normalise_rows(embeddings))
         self._faiss_indexes = {}
 
     def add(self, ids, embeddings, camids) -> None:
-        old_ids, old_embeddings, old_camids = self._state
+        old_ids, old_embeddings, old_camids, _ = self._state
         if not old_ids:
             self.sync(ids, embeddings, camids)
             return
@@ -90,7 +92,7 @@ class EmbeddedStore(GalleryStore):
 
     def remove(self, ids) -> None:
         gone = set(ids)
-        old_ids, old_embeddings, old_camids = self._state
+        old_ids, old_embeddings, old_camids, _ = self._state
         keep = np.array([i not in gone for i in old_ids], dtype=bool)
         self.sync([i for i in old_ids if i not in gone], old_embeddings[keep], old_camids[keep])
 
@@ -99,7 +101,7 @@ class EmbeddedStore(GalleryStore):
 
     def search(self, query, k, *, exclude_camera=None) -> list[list[Hit]]:
         state = self._state
-        ids, embeddings, camids = state
+        ids, embeddings, camids, normalised = state
         query = np.atleast_2d(np.asarray(query, dtype=np.float32))
         rows = np.arange(len(ids)) if exclude_camera is None else np.flatnonzero(camids != int(exclude_camera))
         k = min(int(k), len(rows))
@@ -108,8 +110,8 @@ class EmbeddedStore(GalleryStore):
         if self.use_faiss:
             order, distances = self._faiss_topk(state, query, rows, k, exclude_camera)
         else:
-            subset = embeddings if len(rows) == len(ids) else embeddings[rows]
-            order, distances = topk(query, subset, k=k, metric="cosine")
+            subset = normalised if len(rows) == len(ids) else normalised[rows]
+            order, distances = topk(query, subset, k=k, metric="cosine", gallery_normalised=True)
         return [[(ids[rows[j]], float(d)) for j, d in zip(o, dist)] for o, dist in zip(order, distances)]
 
     def _faiss_topk(self, state, query: np.ndarray, rows: np.ndarray, k: int, key) -> tuple[np.ndarray, np.ndarray]:
