@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import platform
@@ -103,7 +104,72 @@ def start_server(model: str, gallery: Path, extra: list[str]) -> tuple[subproces
     raise SystemExit("the server did not become ready in 120 s")
 
 
-async def load(url: str, bodies: list[tuple[str, bytes]], concurrency: int, requests: int) -> dict:
+def search_request(host: str, port: int, name: str, data: bytes, k: int = K) -> bytes:
+    """One complete HTTP/1.1 POST /v1/search (multipart: the image and k), keep-alive, as bytes."""
+    boundary = "reidexportload" + hashlib.sha1(data).hexdigest()[:16]
+    safe = name.replace('"', "_").replace("\r", "_").replace("\n", "_")
+    body = b"".join([
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{safe}"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n".encode(), data,
+        f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="k"\r\n\r\n{k}\r\n--{boundary}--\r\n'.encode()])
+    head = (f"POST /v1/search HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: multipart/form-data; "
+            f"boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    return head + body
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
+    """Send one request, read its whole response (Content-Length framed, as the server answers); the status."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = None
+    for line in head.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == b"content-length":
+            length = int(value)
+    if length is None:
+        raise SystemExit("the server answered without Content-Length; the raw client needs it (try --client httpx)")
+    await reader.readexactly(length)
+    return status
+
+
+async def load_raw(url: str, bodies: list[tuple[str, bytes]], concurrency: int, requests: int) -> dict:
+    """C keep-alive connections, each sending pre-encoded requests one after another: the client's own work per
+    request is a socket write and a header parse, so most of the 2 cores stay with the server."""
+    host, port = url.removeprefix("http://").split(":")
+    encoded = [search_request(host, int(port), name, data) for name, data in bodies]
+    latencies: list[float] = []
+    errors = warm = 0
+    counter = iter(range(requests))
+
+    async def connection():
+        nonlocal errors, warm
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            for _ in range(2):  # warm-up, not counted
+                await _exchange(reader, writer, encoded[0])
+            warm += 1
+            await ready.wait()
+            for i in counter:
+                t0 = time.perf_counter()
+                status = await _exchange(reader, writer, encoded[i % len(encoded)])
+                latencies.append(time.perf_counter() - t0)
+                errors += status != 200
+        finally:
+            writer.close()
+
+    ready = asyncio.Event()
+    tasks = [asyncio.create_task(connection()) for _ in range(concurrency)]
+    while warm < concurrency and not any(t.done() for t in tasks):  # every connection open and warmed up
+        await asyncio.sleep(0.01)
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    ready.set()
+    await asyncio.gather(*tasks)
+    return _row(concurrency, requests, errors, latencies, time.perf_counter() - t0, time.process_time() - cpu0)
+
+
+async def load_httpx(url: str, bodies: list[tuple[str, bytes]], concurrency: int, requests: int) -> dict:
+    """The same load through httpx.AsyncClient (heavier on the client side; for comparison)."""
     import httpx
 
     latencies: list[float] = []
@@ -124,12 +190,19 @@ async def load(url: str, bodies: list[tuple[str, bytes]], concurrency: int, requ
         for _ in range(min(8, requests)):  # warm-up: connections and the first batches
             name, data = bodies[0]
             await client.post(url + "/v1/search", files={"image": (name, data, "image/jpeg")}, data={"k": str(K)})
-        t0 = time.perf_counter()
+        cpu0, t0 = time.process_time(), time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-        wall = time.perf_counter() - t0
+        return _row(concurrency, requests, errors, latencies, time.perf_counter() - t0, time.process_time() - cpu0)
+
+
+def _row(concurrency: int, requests: int, errors: int, latencies: list[float], wall: float, client_cpu: float) -> dict:
     ms = np.array(latencies) * 1e3
     return {"concurrency": concurrency, "requests": requests, "errors": errors, "requests_per_sec": requests / wall,
-            "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+            "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+            "client_cpu_ms_per_request": client_cpu * 1e3 / requests, "wall_seconds": wall}
+
+
+LOADS = {"raw": load_raw, "httpx": load_httpx}
 
 
 def main(argv=None) -> dict:
@@ -142,29 +215,41 @@ def main(argv=None) -> dict:
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-delay-ms", type=float, default=5.0)
     parser.add_argument("--min-seconds", type=float, default=3.0, help="model-only timing per batch size")
-    parser.add_argument("--out", type=Path, help="folder for report.json and report.md")
+    parser.add_argument("--client", choices=sorted(LOADS), default="raw",
+                        help="raw: pre-encoded HTTP/1.1 on asyncio streams (light); httpx: httpx.AsyncClient")
+    parser.add_argument("--batching", default="on,off", help="which server modes to run: on, off or both")
+    parser.add_argument("--out", type=Path, help="folder for load.json and load.md")
     args = parser.parse_args(argv)
+    modes = [m.strip() for m in args.batching.split(",")]
+    if not modes or set(modes) - {"on", "off"}:
+        parser.error(f"--batching takes on, off or on,off; got {args.batching!r}")
     levels = [int(c) for c in args.concurrency.split(",")]
     queries = [f.path for f in collect_images(args.queries)]
     bodies = [(p.name, p.read_bytes()) for p in queries[:64]]
 
     reference = model_only(args.model, queries, args.gallery, min_seconds=args.min_seconds)
     rows = []
-    for mode, extra in (("on", ["--max-batch", str(args.max_batch), "--max-delay-ms", str(args.max_delay_ms)]),
-                        ("off", ["--no-batching"])):
-        process, url = start_server(args.model, args.gallery, extra)
+    server_modes = {"on": ["--max-batch", str(args.max_batch), "--max-delay-ms", str(args.max_delay_ms)],
+                    "off": ["--no-batching"]}
+    for mode in modes:
+        process, url = start_server(args.model, args.gallery, server_modes[mode])
         try:
             for c in levels:
-                row = asyncio.run(load(url, bodies, c, args.requests))
+                cpu0 = _cpu_seconds(process.pid)
+                row = asyncio.run(LOADS[args.client](url, bodies, c, args.requests))
+                row["server_cpu_ms_per_request"] = (_cpu_seconds(process.pid) - cpu0) * 1e3 / args.requests
                 rows.append({"batching": mode, **row})
                 print(f"batching {mode:3s} concurrency {c:3d}: {row['requests_per_sec']:7.1f} req/s, "
-                      f"p50 {row['p50_ms']:7.1f} ms, p99 {row['p99_ms']:7.1f} ms, errors {row['errors']}", flush=True)
+                      f"p50 {row['p50_ms']:7.1f} ms, p99 {row['p99_ms']:7.1f} ms, errors {row['errors']}, CPU ms/request "
+                      f"server {row['server_cpu_ms_per_request']:.1f} client {row['client_cpu_ms_per_request']:.1f}",
+                      flush=True)
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(60)
     report = {"command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]), "model_only": reference,
               "rows": rows, "targets": _targets(reference, rows), "machine": _machine(),
-              "settings": {"max_batch": args.max_batch, "max_delay_ms": args.max_delay_ms, "k": K}}
+              "settings": {"max_batch": args.max_batch, "max_delay_ms": args.max_delay_ms, "k": K,
+                           "client": args.client}}
     text = render(report)
     print(text)
     if args.out:
@@ -196,10 +281,14 @@ def render(report: dict) -> str:
              f"Model-only reference (same run): batch 1 {ref['batch1_ms']:.2f} ms ({ref['batch1_images_per_sec']:.1f} "
              f"img/s), batch 32 {ref['batch32_ms']:.1f} ms ({ref['batch32_images_per_sec']:.1f} img/s); "
              f"search {ref['search_ms']:.2f} ms", "",
-             "| batching | concurrency | req/s | p50 ms | p99 ms | errors |", "|---|---:|---:|---:|---:|---:|"]
+             f"Load generator: {report['settings']['client']} (CPU columns: per request, server process and "
+             "load generator, which share the machine)", "",
+             "| batching | concurrency | req/s | p50 ms | p99 ms | errors | server CPU ms | client CPU ms |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in report["rows"]:
         lines.append(f"| {r['batching']} | {r['concurrency']} | {r['requests_per_sec']:.1f} | {r['p50_ms']:.1f} | "
-                     f"{r['p99_ms']:.1f} | {r['errors']} |")
+                     f"{r['p99_ms']:.1f} | {r['errors']} | {r['server_cpu_ms_per_request']:.1f} | "
+                     f"{r['client_cpu_ms_per_request']:.1f} |")
     t = report["targets"]
     lines.append("")
     if "c32_share_of_model_only_batch32" in t:
@@ -209,6 +298,15 @@ def render(report: dict) -> str:
         lines.append(f"Concurrency 1, batching on: p50 = {t['c1_p50_over_model_batch1_plus_search']:.2f} x (model-only "
                      f"batch-1 + search) (target <= 1.3x: {'met' if t['c1_target_met'] else 'NOT met'})")
     return "\n".join(lines) + "\n"
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _machine() -> str:

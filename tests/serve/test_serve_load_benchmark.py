@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from email.parser import BytesParser
+from email.policy import HTTP
 from pathlib import Path
 
 import pytest
@@ -12,18 +14,44 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "serve_load.py"
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("client", ["raw", "httpx"])
 def test_the_load_benchmark_reports_every_cell_and_the_model_only_reference(tiny_onnx, built_gallery, tiny_market,
-                                                                            tmp_path):
+                                                                            tmp_path, client):
     spec = importlib.util.spec_from_file_location("serve_load", SCRIPT)
     serve_load = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(serve_load)
     report = serve_load.main(["--model", str(tiny_onnx), "--gallery", str(built_gallery), "--queries",
                               str(tiny_market / "query"), "--requests", "6", "--concurrency", "1,3",
-                              "--min-seconds", "0.1", "--out", str(tmp_path)])
+                              "--min-seconds", "0.1", "--client", client, "--out", str(tmp_path)])
     cells = {(r["batching"], r["concurrency"]) for r in report["rows"]}
     assert cells == {("on", 1), ("on", 3), ("off", 1), ("off", 3)}
     assert all(r["errors"] == 0 and r["requests_per_sec"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in report["rows"])
+    # both processes did work that was counted: the server ran the model, the client sent and read
+    assert all(r["server_cpu_ms_per_request"] > 0 and r["client_cpu_ms_per_request"] > 0 for r in report["rows"])
     ref = report["model_only"]
     assert ref["batch1_images_per_sec"] > 0 and ref["batch32_images_per_sec"] > 0 and ref["search_ms"] > 0
     assert json.loads((tmp_path / "load.json").read_text())["rows"] == report["rows"]
-    assert "| batching | concurrency | req/s | p50 ms | p99 ms | errors |" in (tmp_path / "load.md").read_text()
+    text = (tmp_path / "load.md").read_text()
+    assert "| batching | concurrency | req/s | p50 ms | p99 ms | errors | server CPU ms | client CPU ms |" in text
+    assert f"Load generator: {client}" in text
+
+
+def test_the_raw_client_sends_a_well_formed_multipart_search(tmp_path):
+    """The pre-encoded request parses as HTTP with a multipart body holding the image bytes unchanged and k."""
+    spec = importlib.util.spec_from_file_location("serve_load", SCRIPT)
+    serve_load = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(serve_load)
+    data = bytes(range(256)) * 4  # every byte value, CR and LF among them
+    request = serve_load.search_request("127.0.0.1", 8123, 'a"b.jpg', data, k=7)
+    head, _, body = request.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "POST /v1/search HTTP/1.1"
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    assert int(headers["Content-Length"]) == len(body)
+    boundary = headers["Content-Type"].split("boundary=")[1]
+    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + headers["Content-Type"].encode()
+                                                  + b"\r\n\r\n" + body)  # an independent multipart parser
+    parts = {part.get_param("name", header="content-disposition"): part for part in message.iter_parts()}
+    assert parts["image"].get_payload(decode=True) == data
+    assert parts["k"].get_payload(decode=True).strip() == b"7"
+    assert boundary.encode() not in data
