@@ -64,7 +64,11 @@ class ReidService:
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         self._blas_limit = _one_blas_thread()
-        await asyncio.to_thread(self._open)
+        try:
+            await asyncio.to_thread(self._open)
+        except BaseException:  # a refused gallery or model: the process's BLAS as it was
+            self._restore_blas()
+            raise
         self.batcher = DynamicBatcher(self.runtime, self.settings.batching, on_batch=self.on_batch,
                                       postprocess=self._search_many)
         await self.batcher.start()
@@ -89,6 +93,9 @@ class ReidService:
         if self.batcher is not None:
             await self.batcher.stop()
         await asyncio.to_thread(self._close)
+        self._restore_blas()
+
+    def _restore_blas(self) -> None:
         if self._blas_limit is not None:
             self._blas_limit.restore_original_limits()
             self._blas_limit = None

@@ -219,3 +219,20 @@ def test_an_emptied_gallery_answers_searches_with_no_results(client, gallery, qu
     response = _search(client, query_image, k=5)
     assert response.status_code == 200 and response.json()["results"] == []
     assert not list((gallery / "crops").iterdir()) and not list((gallery / "shards").iterdir())
+
+
+def test_numpy_blas_runs_one_thread_while_serving_and_is_restored_after(gallery, tiny_onnx):
+    """OpenBLAS's second thread spun after every gallery search, taking CPU the model needs (README, Serve)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads() -> set[int]:  # numpy's own BLAS: the one the gallery search runs on
+        return {info["num_threads"] for info in threadpoolctl.threadpool_info()
+                if info["user_api"] == "blas" and "numpy" in info["filepath"]}
+
+    before = blas_threads()
+    if not before:
+        pytest.skip("numpy has no BLAS threadpoolctl can see")
+    with _client(gallery, tiny_onnx) as client:
+        assert client.get("/readyz").json() == {"ready": True}
+        assert blas_threads() == {1}
+    assert blas_threads() == before
