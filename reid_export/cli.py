@@ -266,8 +266,14 @@ def bench(
                              preprocess_as=parse_preprocess_as(preprocess_as) if preprocess_as else (),
                              preprocess_upscale=preprocess_upscale)
     earlier = _read_report(compare) if compare is not None else None  # checked before the sweep, not after
-    out = check_report_dir(out or _timestamped("bench"), overwrite=overwrite)
-    report = run_bench(data, specs, settings, log=typer.echo)
+    out = Path(out or _timestamped("bench"))
+    made = [d for d in (out, *out.parents) if not d.exists()]  # folders this run creates, deepest first
+    out = check_report_dir(out, overwrite=overwrite)
+    try:
+        report = run_bench(data, specs, settings, log=typer.echo)
+    except BaseException:  # bad input or a stop before any report: no empty folder left behind
+        _remove_empty(made)
+        raise
     print_table(report)
     for line in drift_table_lines(report.get("drift", [])):
         typer.echo(line)
@@ -488,6 +494,14 @@ def _parse_sets(items: list[str]) -> dict:
         except tomllib.TOMLDecodeError:
             out[key.strip()] = value
     return out
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first; one that is not empty (someone else wrote there) stays
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _timestamped(kind: str) -> Path:

@@ -93,9 +93,12 @@ def test_int8_export_from_the_cli_records_its_calibration(workdir, data, checkpo
 ])
 def test_bad_input_gives_one_clear_message_and_exit_2(args, expected, tmp_path, data):
     (tmp_path / "corrupt.pt").write_bytes(b"PK\x03\x04 truncated")
-    r = run_cli(*[a.format(tmp=tmp_path, data=data) for a in args])
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    r = run_cli(*[a.format(tmp=tmp_path, data=data) for a in args], cwd=cwd)
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert expected in r.stderr and "Traceback" not in r.stderr
+    assert list(cwd.iterdir()) == []  # no empty runs/bench-<time>/ left behind by a refused run
 
 
 def test_help_works_and_lists_every_command():
