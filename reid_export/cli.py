@@ -27,7 +27,7 @@ from .errors import ReidExportError
 from .export.settings import DEFAULT_OPSET, ExportOptions, Int8Search, Int8Settings
 from .export.tensorrt import BuildSettings, trt_command
 from .export.verify import DEFAULT_MIN_COSINE
-from .files import ENGINES_DIR, RUNS_DIR
+from .files import ENGINES_DIR, RUNS_DIR, remove_empty_folders
 from .runtimes import parse_model_spec
 
 # Defaults shown in --help are the library's own dataclass defaults, read from here.
@@ -272,7 +272,7 @@ def bench(
     try:
         report = run_bench(data, specs, settings, log=typer.echo)
     except BaseException:  # bad input or a stop before any report: no empty folder left behind
-        _remove_empty(made)
+        remove_empty_folders(made)
         raise
     print_table(report)
     for line in drift_table_lines(report.get("drift", [])):
@@ -494,14 +494,6 @@ def _parse_sets(items: list[str]) -> dict:
         except tomllib.TOMLDecodeError:
             out[key.strip()] = value
     return out
-
-
-def _remove_empty(folders: list[Path]) -> None:
-    for folder in folders:  # deepest first; one that is not empty (someone else wrote there) stays
-        try:
-            folder.rmdir()
-        except OSError:
-            return
 
 
 def _timestamped(kind: str) -> Path:

@@ -31,7 +31,7 @@ from pathlib import Path
 from .errors import ReidExportError
 
 __all__ = ["ENGINES_DIR", "RUNS_DIR", "atomic_path", "write_bytes", "write_text", "refuse_existing", "output_lock",
-           "remove_stale_temps", "check_writable_dir", "check_free_space", "free_bytes", "format_bytes", "pid_alive"]
+           "remove_stale_temps", "remove_empty_folders", "check_writable_dir", "check_free_space", "free_bytes", "format_bytes", "pid_alive"]
 
 ENGINES_DIR = Path("engines")  # default folder for exported artefacts
 RUNS_DIR = Path("runs")  # default folder for demo and bench outputs
@@ -124,6 +124,14 @@ def remove_stale_temps(path: str | Path) -> list[Path]:
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
+
+
+def remove_empty_folders(folders) -> None:
+    """Remove each of `folders` that is empty, in the order given (deepest first): the folders a run
+    made before it stopped. A folder holding anything (the user's files, another run's) stays."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            Path(folder).rmdir()
 
 
 def check_writable_dir(folder: str | Path, *, what: str = "output folder") -> Path:

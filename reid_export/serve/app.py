@@ -161,10 +161,10 @@ def create_app(settings: ServeSettings, *, runtime=None) -> FastAPI:
     return app
 
 
-def _json(content: dict, status_code: int = 200) -> Response:
+def _json(content: dict) -> Response:
     """A JSON answer encoded once (orjson when installed): the hot endpoints skip FastAPI's response
     validation and encoding passes, which cost more than the search itself on a 2-core machine."""
-    return Response(_dumps(content), status_code=status_code, media_type="application/json")
+    return Response(_dumps(content), media_type="application/json")
 
 
 def _dumps(content) -> bytes:
@@ -233,7 +233,7 @@ class _Guard:
         if length.isdigit() and int(length) > self.max_body:
             response = JSONResponse({"error": f"request body of {int(length)} bytes is over the limit of "
                                      f"{self.max_body} bytes"}, status_code=413)
-            await response(scope, receive, send_status)
+            await response(scope, receive, send)
             self.metrics.observe_request("other", 413, time.perf_counter() - t0)
             return
         self.metrics.in_flight.inc()

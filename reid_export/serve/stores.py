@@ -119,14 +119,14 @@ class EmbeddedStore(GalleryStore):
             import faiss
         except ImportError as e:
             raise ReidExportError('the faiss gallery search needs faiss: pip install "reid-export[faiss]"') from e
-        embeddings = state[1]
+        embeddings, normalised = state[1], state[3]
         cached = self._faiss_indexes.get(key)
         if cached is None or cached[0] is not state:
             index = faiss.IndexFlatIP(embeddings.shape[1])
-            index.add(_normalise(embeddings[rows]))
+            index.add(np.ascontiguousarray(normalised[rows]))
             cached = self._faiss_indexes[key] = (state, index)
         # a few extra candidates, then exact distances and the project's tie order decide the final k
-        _, candidates = cached[1].search(_normalise(query), min(len(rows), k + 8))
+        _, candidates = cached[1].search(normalise_rows(query), min(len(rows), k + 8))
         order, out = [], []
         for q, cand in zip(query, candidates):
             cand = np.sort(cand[cand >= 0])
@@ -135,9 +135,3 @@ class EmbeddedStore(GalleryStore):
             order.append(cand[best])
             out.append(d[best])
         return np.array(order), np.array(out, dtype=np.float32)
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms == 0, 1, norms)

@@ -22,7 +22,6 @@ this module plans the boxes, checks arguments and folders, writes the files and 
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import DataError, ReidExportError
-from ...files import check_free_space, check_writable_dir
+from ...files import check_free_space, check_writable_dir, remove_empty_folders
 from ...progress import progress_bar
 from ..attributes import ATTRIBUTE_FILE, save_market_attributes
 from ..market1501 import SPLIT_FOLDERS
@@ -213,9 +212,7 @@ def _check_arguments(
 def _remove_partial(written: list[Path], created: list[Path]) -> None:
     for path in written:
         path.unlink(missing_ok=True)
-    for folder in created:
-        with contextlib.suppress(OSError):
-            folder.rmdir()  # only if empty: never a folder that held the user's files
+    remove_empty_folders(created)  # only if empty: never a folder that held the user's files
 
 
 def _check_out_dir(out: Path) -> None:
