@@ -47,6 +47,25 @@ def test_batch_normalisation_matches_single_images():
         np.testing.assert_allclose(batch[i], c.uint8_to_array(images[i]), rtol=1e-6)
 
 
+@pytest.mark.parametrize("color", ["RGB", "BGR"])
+def test_batch_normalisation_is_bit_identical_to_scale_subtract_divide_in_float32(color):
+    """The lookup-table normaliser against the arithmetic it replaces, on every uint8 value of every channel."""
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, (3, 16, 8, 3), dtype=np.uint8)
+    images[0, :16, :8] = np.arange(128, dtype=np.uint8).reshape(16, 8)[..., None] * 2 + np.array([0, 1, 0], np.uint8)
+    c = Preprocess(height=16, width=8, color=color)
+    x = images.astype(np.float32) * np.float32(c.scale)
+    if color == "BGR":
+        x = x[..., ::-1]
+    x = (x - np.asarray(c.mean, np.float32)) / np.asarray(c.std, np.float32)
+    expected = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    got = c.normalize_uint8(images)
+    assert got.dtype == np.float32 and got.flags.c_contiguous
+    assert np.array_equal(got, expected)
+    with pytest.raises(ReidExportError, match="uint8 images"):
+        c.normalize_uint8(images.astype(np.float32))
+
+
 def _gradient(height: int, width: int) -> np.ndarray:
     rng = np.random.default_rng(1)
     return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
