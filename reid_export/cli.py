@@ -389,9 +389,11 @@ def serve(
     max_batch: Annotated[int, typer.Option(help="Dynamic batching: images per coalesced runtime call.")] = 32,
     max_delay_ms: Annotated[float, typer.Option(help="Dynamic batching: how long a request waits for others to join.")] = 5.0,
     batching: Annotated[bool, typer.Option(help="Coalesce concurrent requests (--no-batching: one runtime call per request).")] = True,
+    instances: Annotated[int, typer.Option(help="Model instances under load, as Triton's instance_group: 0 = one one-thread ONNX Runtime session per core (a lone request still runs on all cores); 1 = one all-core instance.")] = 0,
     max_upload_mb: Annotated[float, typer.Option(help="Largest accepted image file, in MB.")] = 10.0,
     store: Annotated[str, typer.Option(help="Vector store: embedded | milvus.")] = "embedded",
     milvus_uri: Annotated[Optional[str], typer.Option(help="Milvus: http://HOST:19530, or a milvus-lite .db file (default GALLERY/milvus.db).")] = None,
+    access_log: Annotated[bool, typer.Option(help="Log a line per request (client, method, path, status; never a body).")] = False,
 ) -> None:
     """Serve search over a gallery: HTTP API, a web page at /, Prometheus /metrics, OpenAPI at /docs."""
     from .serve.batching import BatchingSettings  # lazy: serve package (kept out of --help)
@@ -401,8 +403,9 @@ def serve(
 
     settings = ServeSettings(model=model, gallery=gallery, host=host, port=port, token=token, store=store,
                              milvus_uri=milvus_uri, limits=UploadLimits(max_bytes=int(max_upload_mb * 1024 * 1024)),
-                             batching=BatchingSettings(enabled=batching, max_batch=max_batch, max_delay_ms=max_delay_ms))
-    run_server(settings)
+                             batching=BatchingSettings(enabled=batching, max_batch=max_batch, max_delay_ms=max_delay_ms,
+                                                       instances=instances))
+    run_server(settings, access_log=access_log)
 
 
 @app.command()

@@ -1,7 +1,8 @@
 """Prometheus metrics of the service (`GET /metrics`), in a registry of its own per app.
 
 `reid_requests_total{endpoint,status}`, `reid_request_seconds{endpoint}` (histogram),
-`reid_batch_images` (images per runtime call, histogram), `reid_inference_seconds` (per runtime call),
+`reid_batch_images{instance}` (images per runtime call, histogram), `reid_inference_seconds{instance}` (per
+runtime call; `instance` is `infer`, the all-core instance, or `lane0`, `lane1`, ...),
 `reid_queue_images` (images waiting for the runtime), `reid_requests_in_flight`, `reid_gallery_items`.
 prometheus-client is imported here only (`pip install "reid-export[serve]"`).
 """
@@ -30,9 +31,9 @@ class Metrics:
                                      registry=self.registry)
         self.latency = prom.Histogram("reid_request_seconds", "Time to answer a request", ["endpoint"],
                                       buckets=_LATENCY_BUCKETS, registry=self.registry)
-        self.batch = prom.Histogram("reid_batch_images", "Images per runtime call", buckets=_BATCH_BUCKETS,
+        self.batch = prom.Histogram("reid_batch_images", "Images per runtime call", ["instance"], buckets=_BATCH_BUCKETS,
                                     registry=self.registry)
-        self.inference = prom.Histogram("reid_inference_seconds", "Time of one runtime call (normalise + infer)",
+        self.inference = prom.Histogram("reid_inference_seconds", "Time of one runtime call (normalise + infer)", ["instance"],
                                         buckets=_LATENCY_BUCKETS, registry=self.registry)
         self.in_flight = prom.Gauge("reid_requests_in_flight", "Requests being received or answered",
                                     registry=self.registry)
@@ -45,9 +46,9 @@ class Metrics:
         self.requests.labels(endpoint=endpoint, status=str(status)).inc()
         self.latency.labels(endpoint=endpoint).observe(seconds)
 
-    def observe_batch(self, images: int, seconds: float) -> None:
-        self.batch.observe(images)
-        self.inference.observe(seconds)
+    def observe_batch(self, images: int, seconds: float, instance: str = "infer") -> None:
+        self.batch.labels(instance=instance).observe(images)
+        self.inference.labels(instance=instance).observe(seconds)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

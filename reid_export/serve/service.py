@@ -13,6 +13,7 @@ built with the same artefact (sha256 and contract), or start-up is refused namin
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from .indexing import attribute_codes
 from .stores import STORES, EmbeddedStore, GalleryStore
 from .uploads import UploadLimits
 
-__all__ = ["ServeSettings", "ReidService", "MAX_K", "readable_attributes", "make_store"]
+__all__ = ["ServeSettings", "ReidService", "MAX_K", "readable_attributes", "make_store", "lane_plan"]
 
 MAX_K = 1000  # largest k a search may ask for
 
@@ -56,6 +57,7 @@ class ReidService:
         self.gallery: Gallery | None = None
         self.store: GalleryStore | None = None
         self.batcher: DynamicBatcher | None = None
+        self.lanes: list = []  # more instances of the model for load (BatchingSettings.instances)
         self._write_lock = threading.Lock()  # one gallery change at a time (commits run in threads)
         self._blas_limit = None
         self._views: dict[str, dict] = {}  # item id -> its JSON view (items never change; removal drops it)
@@ -70,17 +72,22 @@ class ReidService:
             self._restore_blas()
             raise
         self.batcher = DynamicBatcher(self.runtime, self.settings.batching, on_batch=self.on_batch,
-                                      postprocess=self._search_many)
+                                      postprocess=self._search_many, lanes=self.lanes)
         await self.batcher.start()
         self.ready = True
 
     def _open(self) -> None:
         if self.runtime is None:
             name, path = parse_model_spec(self.settings.model)
-            # ONNX Runtime's idle threads would spin between requests, taking the cores HTTP and decoding need
-            options = {"spinning": False} if name.startswith("onnxruntime") else {}
+            lanes, threads = lane_plan(name, self.settings.batching.instances)
+            # with lanes the all-core instance runs only alone, so its threads may spin between operators as in
+            # the bench; alone under load, idle ONNX Runtime threads would spin on cores HTTP and decoding need
+            options = {"spinning": bool(lanes)} if name == "onnxruntime" else {}
             self.runtime = make_runtime(name, path, **options)
+            self.lanes = [make_runtime(name, path, threads=threads, spinning=False) for _ in range(lanes)]
         self.runtime.activate()
+        for lane in self.lanes:
+            lane.activate()
         self.gallery = Gallery.open(self.settings.gallery, model=model_identity(self.runtime), writable=True)
         options = {"faiss": self.settings.faiss} if self.settings.store == "embedded" else \
             {"uri": self.settings.milvus_uri or str(Path(self.settings.gallery) / "milvus.db")}
@@ -108,6 +115,8 @@ class ReidService:
                 self.gallery.close()
             if self.runtime is not None:
                 self.runtime.deactivate()
+            for lane in self.lanes:
+                lane.deactivate()
 
     # -- what the endpoints do ---------------------------------------------------------------
     @property
@@ -123,7 +132,8 @@ class ReidService:
                 "gallery_items": len(self.gallery) if self.gallery else 0, "cameras": cameras,
                 "store": self.settings.store, "max_k": MAX_K,
                 "batching": {"enabled": self.settings.batching.enabled, "max_batch": self.settings.batching.max_batch,
-                             "max_delay_ms": self.settings.batching.max_delay_ms}}
+                             "max_delay_ms": self.settings.batching.max_delay_ms,
+                             "instances": len(self.lanes) or 1}}
 
     async def embed(self, pixels: list[np.ndarray], ticket=None) -> dict[str, np.ndarray]:
         return (await self.batcher.run(np.stack(pixels), ticket=ticket))[0]
@@ -132,15 +142,12 @@ class ReidService:
                      ticket=None) -> tuple[dict, list[dict]]:
         """`ticket`: from `batcher.announce()` when the request was announced on arrival.
         Returns the query's attributes ({"attributes": ...} when the model has them) and the ranked items."""
-        outputs, hits = await self.batcher.run(pixels[None], (k, exclude_camera), ticket=ticket)
+        _, (query, hits) = await self.batcher.run(pixels[None], (k, exclude_camera), ticket=ticket)
         results = []
         for rank, (item_id, distance) in enumerate(hits, start=1):
             view = self._view(item_id)
             if view is not None:  # a concurrent delete may have removed it since the search
                 results.append({"rank": rank, "distance": distance, **view})
-        query = {}
-        if "attributes" in outputs:
-            query["attributes"] = readable_attributes(attribute_codes(outputs)[0])
         return query, results
 
     def _view(self, item_id: str) -> dict | None:
@@ -153,7 +160,9 @@ class ReidService:
         return view
 
     def _search_many(self, outputs: list[dict], tasks: list) -> list:
-        """On the inference thread: one store search per camera filter for every search request of a batch."""
+        """On the inference thread: one store search per camera filter for every search request of a batch,
+        and the queries' attributes decoded together. Per search request: ({"attributes": ...} when the model
+        has them, [(item id, distance), ...])."""
         results: list = [None] * len(outputs)
         groups: dict = {}
         for i, task in enumerate(tasks):
@@ -164,7 +173,13 @@ class ReidService:
             hits = self.store.search(np.concatenate([outputs[i]["embedding"] for i in members]), k,
                                      exclude_camera=exclude_camera)
             for i, row in zip(members, hits):
-                results[i] = row[:tasks[i][0]]
+                results[i] = ({}, row[:tasks[i][0]])
+        searches = [i for i, task in enumerate(tasks) if task is not None]
+        if searches and "attributes" in outputs[searches[0]]:
+            codes = attribute_codes({"embedding": None, "attributes": np.concatenate(
+                [outputs[i]["attributes"] for i in searches])})
+            for i, row in zip(searches, codes):
+                results[i][0]["attributes"] = readable_attributes(row)
         return results
 
     async def add(self, uploads: list[tuple[np.ndarray, bytes, str, str]], camid: int | None = None,
@@ -205,6 +220,22 @@ class ReidService:
     def item_view(self, item: GalleryItem) -> dict:
         return {"id": item.id, "pid": item.pid, "camid": item.camid, "source": item.source,
                 "attributes": readable_attributes(item.attributes), "image_url": f"/v1/gallery/{item.id}/image"}
+
+
+def lane_plan(runtime_name: str, instances: int) -> tuple[int, int]:
+    """(lanes, intra-op threads per lane) for `BatchingSettings.instances` on this machine.
+
+    Lanes are more ONNX Runtime CPU sessions of the model, one thread each by default (0: one per core);
+    1 means none (one all-core instance). Other runtimes run one instance: their threads are process-wide
+    (torch), their own (OpenVINO streams), or on a device."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if instances == 1 or (instances == 0 and (runtime_name != "onnxruntime" or cores < 2)):
+        return 0, 0
+    if runtime_name != "onnxruntime":
+        raise ReidExportError(f"--instances {instances}: more model instances are for ONNX Runtime on CPU; "
+                              f"{runtime_name} runs one instance (use --instances 1)")
+    lanes = instances or cores
+    return lanes, max(1, cores // lanes)
 
 
 def _one_blas_thread():

@@ -145,3 +145,114 @@ def test_a_lone_request_does_not_wait_for_the_delay_but_an_announced_one_is_wait
     alone_s = asyncio.run(scenario())
     assert alone_s < 1.0  # far below the 2 s delay
     assert runtime.calls == [2]  # the first request waited for the announced one
+
+
+# -- instances: an all-core runtime for lone requests, one-thread lanes under load ----------------------------
+class TimedRuntime(RecordingRuntime):
+    """Records when each call ran, to check which instances overlapped."""
+
+    def __init__(self, artefact, **options):
+        super().__init__(artefact, **options)
+        self.spans: list[tuple[float, float]] = []
+
+    def _infer_impl(self, batch):
+        t0 = time.perf_counter()
+        try:
+            return super()._infer_impl(batch)
+        finally:
+            self.spans.append((t0, time.perf_counter()))
+
+
+@pytest.fixture
+def instances(tiny_onnx):
+    solo = TimedRuntime(tiny_onnx, threads=2)
+    lanes = [TimedRuntime(tiny_onnx, threads=1) for _ in range(2)]
+    for rt in (solo, *lanes):
+        rt.activate()
+    yield solo, lanes
+    for rt in (solo, *lanes):
+        rt.deactivate()
+
+
+def test_a_lone_request_runs_on_the_all_core_instance_and_a_burst_is_shared_by_the_lanes(instances):
+    solo, lanes = instances
+    requests = [_images(1, seed) for seed in range(12)]
+    alone = [solo.infer(solo.contract.normalize_uint8(r))["embedding"] for r in requests]
+    solo.calls.clear()
+
+    async def scenario():
+        batcher = DynamicBatcher(solo, BatchingSettings(max_batch=32, max_delay_ms=200), lanes=lanes)
+        await batcher.start()
+        try:
+            lone = await batcher.infer(requests[0])
+            burst = await asyncio.gather(*(batcher.infer(r) for r in requests))
+            return lone, burst, batcher.instances
+        finally:
+            await batcher.stop()
+
+    lone, burst, count = asyncio.run(scenario())
+    assert count == 2
+    assert solo.calls == [1]  # the lone request, on all cores; nothing of the burst
+    # the twelve queued at once: each free lane takes its share instead of one lane taking all twelve
+    assert sorted(lanes[0].calls + lanes[1].calls) == [6, 6]
+    np.testing.assert_allclose(lone["embedding"], alone[0], atol=1e-5)
+    for out, expected in zip(burst, alone):  # every request still gets its own row, whichever lane ran it
+        np.testing.assert_allclose(out["embedding"], expected, atol=1e-5)
+
+
+def test_the_all_core_instance_never_runs_beside_a_lane(instances):
+    """Under a mixed load (lone requests and bursts), no call of the all-core instance overlaps a lane's call:
+    their threads would otherwise compete for the same cores."""
+    solo, lanes = instances
+
+    async def scenario():
+        batcher = DynamicBatcher(solo, BatchingSettings(max_batch=4, max_delay_ms=1), lanes=lanes)
+        await batcher.start()
+        try:
+            for round_ in range(6):
+                await batcher.infer(_images(1, round_))  # alone
+                await asyncio.gather(*(batcher.infer(_images(1, 10 * round_ + i)) for i in range(1 + 3 * round_)))
+        finally:
+            await batcher.stop()
+
+    asyncio.run(scenario())
+    assert solo.spans and lanes[0].spans and lanes[1].spans
+    lane_spans = lanes[0].spans + lanes[1].spans
+    for start, end in solo.spans:
+        assert all(end <= s or e <= start for s, e in lane_spans)
+    assert all(size <= 4 for size in lanes[0].calls + lanes[1].calls)
+
+
+def test_on_lanes_a_runtime_error_still_fails_only_its_request_and_stop_drains_every_lane(instances):
+    solo, lanes = instances
+    poisoned = np.zeros((1, 64, 32, 3), np.uint8)
+
+    async def scenario():
+        batcher = DynamicBatcher(solo, BatchingSettings(max_batch=8, max_delay_ms=50), lanes=lanes)
+        await batcher.start()
+        tasks = [asyncio.create_task(batcher.infer(poisoned if i == 3 else _images(1, i))) for i in range(10)]
+        await asyncio.sleep(0)
+        await batcher.stop()  # queued and running batches finish first
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    outputs = asyncio.run(scenario())
+    assert isinstance(outputs[3], RuntimeError)
+    assert all(out["embedding"].shape[0] == 1 for i, out in enumerate(outputs) if i != 3)
+    assert solo.calls == []  # nothing ran alone: ten requests arrived together
+
+
+def test_lane_plan_follows_the_runtime_and_the_cores(monkeypatch):
+    from reid_export.errors import ReidExportError
+    from reid_export.serve import service
+
+    monkeypatch.setattr(service.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert service.lane_plan("onnxruntime", 0) == (2, 1)  # one one-thread lane per core
+    assert service.lane_plan("onnxruntime", 1) == (0, 0)  # a single all-core instance
+    assert service.lane_plan("onnxruntime", 4) == (4, 1)
+    assert service.lane_plan("torch", 0) == (0, 0)  # torch's threads are process-wide: one instance
+    with pytest.raises(ReidExportError, match="ONNX Runtime on CPU"):
+        service.lane_plan("openvino", 2)
+    monkeypatch.setattr(service.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert service.lane_plan("onnxruntime", 0) == (0, 0)  # one core: nothing to share out
+    with pytest.raises(ReidExportError, match="--instances"):
+        BatchingSettings(instances=-1)
