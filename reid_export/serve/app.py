@@ -43,7 +43,7 @@ from .gallery import IMAGE_TYPES, ITEM_ID, GalleryError
 from .indexing import attribute_codes
 from .metrics import Metrics
 from .service import MAX_K, ReidService, ServeSettings, readable_attributes
-from .uploads import UploadError, check_image
+from .uploads import FORMAT_SUFFIX, INLINE_PIXELS, UploadError, decode_checked, read_header
 
 __all__ = ["create_app", "PUBLIC_PATHS"]
 
@@ -82,8 +82,12 @@ def create_app(settings: ServeSettings, *, runtime=None) -> FastAPI:
         uploads = []
         for f in files:
             data = await f.read(limits.max_bytes + 1)
-            pixels, suffix = await asyncio.to_thread(check_image, data, f.filename, service.contract, limits)
-            uploads.append((pixels, data, suffix, f.filename or ""))
+            size, fmt = read_header(data, f.filename, limits)
+            if size <= INLINE_PIXELS:  # a crop: decoding it costs less than handing it to a thread
+                pixels = decode_checked(data, f.filename, service.contract)
+            else:
+                pixels = await asyncio.to_thread(decode_checked, data, f.filename, service.contract)
+            uploads.append((pixels, data, FORMAT_SUFFIX[fmt], f.filename or ""))
         return uploads
 
     @app.get("/", include_in_schema=False)

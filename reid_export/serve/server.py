@@ -5,7 +5,10 @@
 * SIGTERM / SIGINT: uvicorn stops accepting connections and lets in-flight requests finish
   (up to `GRACEFUL_SECONDS`); then the app's shutdown drains queued inference and closes the gallery
   (every gallery write is committed before its request is answered, so nothing is left pending).
-* Access logs carry method, path and status; never a body, so image bytes are never logged.
+* No access log by default (uvicorn's took 0.2 ms of the event loop per request, a tenth of what a search
+  costs it on 2 cores; `--access-log` turns it on): a line per request with client address, method, path
+  and status; never a body, so image bytes are never logged. Start-up, errors and shutdown are logged
+  either way, and `/metrics` counts every request.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ def check_bind(host: str, token: str | None) -> None:
                           "or bind 127.0.0.1")
 
 
-def serve(settings: ServeSettings, *, log_level: str = "info") -> None:
+def serve(settings: ServeSettings, *, log_level: str = "info", access_log: bool = False) -> None:
     """Run the service until SIGTERM/SIGINT."""
     try:
         import uvicorn
@@ -46,7 +49,7 @@ def serve(settings: ServeSettings, *, log_level: str = "info") -> None:
     if token != settings.token:
         settings = replace(settings, token=token)
     app = create_app(settings)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level,
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level, access_log=access_log,
                             timeout_graceful_shutdown=GRACEFUL_SECONDS, server_header=False)
     uvicorn.Server(config).run()
 
