@@ -56,3 +56,16 @@ def test_the_raw_client_sends_a_well_formed_multipart_search(tmp_path):
     assert parts["image"].get_payload(decode=True) == data
     assert parts["k"].get_payload(decode=True).strip() == b"7"
     assert boundary.encode() not in data
+
+
+def test_the_instances_benchmark_measures_every_configuration(tiny_onnx, capsys):
+    """benchmarks/ort_instances.py (behind `serve --instances`) runs each configuration, alone and under load."""
+    spec = importlib.util.spec_from_file_location("ort_instances", SCRIPT.with_name("ort_instances.py"))
+    ort_instances = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ort_instances)
+    ort_instances.main([str(tiny_onnx), "--seconds", "0.05", "--python-load", "0.5"])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(";")[0] for line in lines if line.startswith("--")] == ["-- Python load: 0% of one core",
+                                                                            "-- Python load: 50% of one core"]
+    rates = [float(part.split()[-2]) for line in lines if "img/s" in line for part in line.split(": ")[1].split(", ")]
+    assert len(rates) == 2 * (2 + 2 + 3) and all(rate > 0 for rate in rates)
