@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from cpu_flags import amx_tolerance
 
 pytest.importorskip("openvino", reason='OpenVINO is not installed (pip install "reid-export[openvino]")')
 
@@ -54,6 +55,7 @@ def test_existing_ir_is_refused_without_overwrite(tiny_onnx, tmp_path):
         export_openvino(tiny_onnx, tmp_path / "a.ir", progress=False)
 
 
+@amx_tolerance
 def test_the_projects_qdq_int8_stays_int8_in_the_ir(tiny_onnx, tiny_market, tmp_path):
     int8 = quantize_int8(tiny_onnx, tmp_path / "t.int8.onnx", calibration_images(tiny_market, 16), progress=False)
     result = export_openvino(int8, tmp_path / "t.int8.xml", data=tiny_market, progress=False)
@@ -64,6 +66,7 @@ def test_the_projects_qdq_int8_stays_int8_in_the_ir(tiny_onnx, tiny_market, tmp_
         export_openvino(int8, tmp_path / "again.xml", nncf_int8=True, calib_data=tiny_market, progress=False)
 
 
+@amx_tolerance
 def test_nncf_int8_calibrates_on_training_images_and_records_it(tiny_onnx, tiny_market, tmp_path):
     result = export_openvino(tiny_onnx, tmp_path / "nncf.xml", nncf_int8=True, calib_data=tiny_market,
                              calib_images=16, data=tiny_market, progress=False)

@@ -4,6 +4,7 @@ import importlib.util
 
 import numpy as np
 import pytest
+from cpu_flags import amx_tolerance
 from tiny_models import TINY, make_tiny_model
 
 
@@ -51,6 +52,7 @@ def test_openvino_runs_onnx_in_fp32_even_where_the_cpu_defaults_to_bf16(tiny_onn
 
 
 @needs_openvino
+@amx_tolerance
 def test_openvino_bf16_reports_bf16_and_stays_close(tiny_onnx, batch):
     if not _has_bf16():
         pytest.skip("this CPU has no bf16 support (AVX-512 BF16 / AMX)")
@@ -69,6 +71,7 @@ def test_openvino_bf16_on_a_cpu_without_it_is_unavailable_not_slow(tiny_onnx, ba
 
 
 @needs_openvino
+@amx_tolerance
 def test_the_projects_qdq_int8_file_runs_as_int8(qdq_int8, batch):
     ort, _ = _embed("onnxruntime", qdq_int8, batch)
     got, rt = _embed("openvino", qdq_int8, batch)
@@ -103,6 +106,7 @@ def test_xml_files_go_to_openvino_and_an_ir_without_a_contract_is_refused(tiny_o
         make_runtime("openvino", path).activate()
 
 
+@amx_tolerance
 def test_torch_bf16_autocasts_on_cpus_with_bf16_and_says_which_unit():
     model = make_tiny_model()
     x = np.random.default_rng(0).standard_normal((4, *TINY.input_shape)).astype(np.float32)
