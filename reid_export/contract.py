@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .decode import open_rgb
+from .decode import open_rgb, rgb_of_opened
 from .errors import ReidExportError
 
 __all__ = ["Preprocess", "METADATA_KEY", "IMAGENET_MEAN", "IMAGENET_STD", "RESIZE_METHODS", "ASPECTS"]
@@ -163,6 +163,10 @@ class Preprocess:
     def decode(self, path) -> np.ndarray:
         """Read an image file (path or file object), convert to RGB and resize: (height, width, 3) uint8."""
         return np.asarray(self.resize(open_rgb(path)), dtype=np.uint8)  # EXIF, 16-bit, palette, ...: decode.py
+
+    def decode_opened(self, image, name: str) -> np.ndarray:
+        """`decode` for an image already opened with `PIL.Image.open`: (height, width, 3) uint8."""
+        return np.asarray(self.resize(rgb_of_opened(image, name)), dtype=np.uint8)
 
     def load(self, path: str | Path) -> np.ndarray:
         """Read an image file and apply the contract: (3, H, W) float32."""

@@ -24,7 +24,7 @@ import numpy as np
 
 from .errors import DataError
 
-__all__ = ["open_rgb", "MIN_SIDE", "SUPPORTED_MODES"]
+__all__ = ["open_rgb", "rgb_of_opened", "MIN_SIDE", "SUPPORTED_MODES"]
 
 MIN_SIDE = 8  # pixels; smaller crops carry no usable appearance and break the backbone's strides
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
@@ -34,17 +34,29 @@ SUPPORTED_MODES = _DIRECT + _SIXTEEN_BIT
 
 def open_rgb(source: str | Path | BinaryIO, *, min_side: int = MIN_SIDE):
     """Decode `source` fully and return an upright RGB (8-bit) PIL image; DataError names the file."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     name = _name(source)
     try:
         with Image.open(source) as im:
-            im.load()
-            image = ImageOps.exif_transpose(im)  # a copy, upright; the same image when there is no tag
-            rgb = _to_rgb(image, name)
+            return rgb_of_opened(im, name, min_side=min_side)
     except UnidentifiedImageError:
         raise DataError(f"{name}: not an image Pillow can read (JPEG, PNG, BMP, WebP, TIFF, ...); "
                         "remove it or convert it") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:  # corrupt, truncated, huge
+        raise DataError(f"{name}: cannot be decoded ({type(e).__name__}: {e}); the file is corrupt or truncated: "
+                        "re-copy it or remove it") from None
+
+
+def rgb_of_opened(im, name: str, *, min_side: int = MIN_SIDE):
+    """`open_rgb` for an image already opened with `PIL.Image.open` (its header read and checked by the caller,
+    as the service does with uploads, so the header is parsed once)."""
+    from PIL import Image, ImageOps
+
+    try:
+        im.load()
+        image = ImageOps.exif_transpose(im)  # a copy, upright; the same image when there is no tag
+        rgb = _to_rgb(image, name)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:  # corrupt, truncated, huge
         raise DataError(f"{name}: cannot be decoded ({type(e).__name__}: {e}); the file is corrupt or truncated: "
                         "re-copy it or remove it") from None

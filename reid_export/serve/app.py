@@ -82,11 +82,11 @@ def create_app(settings: ServeSettings, *, runtime=None) -> FastAPI:
         uploads = []
         for f in files:
             data = await f.read(limits.max_bytes + 1)
-            size, fmt = read_header(data, f.filename, limits)
+            image, size, fmt = read_header(data, f.filename, limits)
             if size <= INLINE_PIXELS:  # a crop: decoding it costs less than handing it to a thread
-                pixels = decode_checked(data, f.filename, service.contract)
+                pixels = decode_checked(image, f.filename, service.contract)
             else:
-                pixels = await asyncio.to_thread(decode_checked, data, f.filename, service.contract)
+                pixels = await asyncio.to_thread(decode_checked, image, f.filename, service.contract)
             uploads.append((pixels, data, FORMAT_SUFFIX[fmt], f.filename or ""))
         return uploads
 

@@ -43,12 +43,13 @@ class UploadError(ReidExportError):
 
 def check_image(data: bytes, name: str, contract: Preprocess, limits: UploadLimits) -> tuple[np.ndarray, str]:
     """Validated upload -> ((height, width, 3) uint8 at the contract's size, suffix to store it under)."""
-    _, fmt = read_header(data, name, limits)
-    return decode_checked(data, name, contract), FORMAT_SUFFIX[fmt]
+    image, _, fmt = read_header(data, name, limits)
+    return decode_checked(image, name, contract), FORMAT_SUFFIX[fmt]
 
 
-def read_header(data: bytes, name: str, limits: UploadLimits) -> tuple[int, str]:
-    """The checks that need only the header: size in bytes, image type, pixel count. -> (pixels, format)."""
+def read_header(data: bytes, name: str, limits: UploadLimits):
+    """The checks that need only the header: size in bytes, image type, pixel count.
+    -> (the opened PIL image, for `decode_checked`; its pixels; its format)."""
     from PIL import Image, UnidentifiedImageError
 
     label = _label(name)
@@ -57,9 +58,9 @@ def read_header(data: bytes, name: str, limits: UploadLimits) -> tuple[int, str]
     if len(data) > limits.max_bytes:
         raise UploadError(413, f"{label}: {len(data)} bytes is over the upload limit of {limits.max_bytes} bytes")
     try:
-        with Image.open(io.BytesIO(data)) as im:  # reads the header only
-            width, height = im.size
-            fmt = im.format or ""
+        image = Image.open(io.BytesIO(data))  # reads the header only; decoded later from the same object
+        width, height = image.size
+        fmt = image.format or ""
     except UnidentifiedImageError:
         raise UploadError(415, f"{label}: not an image (the content is not JPEG, PNG, BMP, WebP or TIFF); "
                           "upload a person crop") from None
@@ -72,19 +73,19 @@ def read_header(data: bytes, name: str, limits: UploadLimits) -> tuple[int, str]
     if width * height > limits.max_pixels:
         raise UploadError(413, f"{label}: {width}x{height} pixels is over the limit of {limits.max_pixels} pixels; "
                           "upload a person crop, not a whole frame")
-    return width * height, fmt
+    return image, width * height, fmt
 
 
-def decode_checked(data: bytes, name: str, contract: Preprocess) -> np.ndarray:
-    """An upload that passed `read_header` -> (height, width, 3) uint8 at the contract's size."""
+def decode_checked(image, name: str, contract: Preprocess) -> np.ndarray:
+    """An image `read_header` opened and passed -> (height, width, 3) uint8 at the contract's size."""
     label = _label(name)
     try:
-        pixels = contract.decode(io.BytesIO(data))
+        with image:
+            return contract.decode_opened(image, label)
     except DataError as e:
-        raise UploadError(422, str(e).replace("uploaded image", label, 1)) from None
+        raise UploadError(422, str(e)) from None
     except Exception as e:  # noqa: BLE001 - anything Pillow raises on a hostile file is the upload's fault
         raise UploadError(422, f"{label}: cannot be decoded ({type(e).__name__}); the file is corrupt") from None
-    return pixels
 
 
 def _label(name: str | None) -> str:
