@@ -34,6 +34,7 @@ try:
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
     from fastapi.staticfiles import StaticFiles
+    from starlette.datastructures import UploadFile as StarletteUploadFile
     from starlette.exceptions import HTTPException as StarletteHTTPException
 except ImportError as e:  # pragma: no cover - exercised by the import test without fastapi
     raise ReidExportError('the Re-ID service needs fastapi, uvicorn and python-multipart: '
@@ -122,15 +123,25 @@ def create_app(settings: ServeSettings, *, runtime=None) -> FastAPI:
                                  "attributes": readable_attributes(codes[i])} for i, u in enumerate(uploads)],
                       "dim": int(outputs["embedding"].shape[1])})
 
-    @app.post("/v1/search", summary="The gallery items closest to a query image")
-    async def search(image: UploadFile = File(..., description="the query crop"),
-                     k: int = Form(10, description=f"results wanted, 1..{MAX_K}"),
-                     exclude_camera: int | None = Form(None, description="leave out items of this camera")) -> Response:
-        if not 1 <= k <= MAX_K:
-            raise UploadError(422, f"k must be between 1 and {MAX_K}, got {k}")
-        with service.batcher.announce() as ticket:
-            (pixels, _, _, name), = await read_images([image])
-            query, results = await _infer(service.search(pixels, k, exclude_camera, ticket=ticket))
+    @app.post("/v1/search", summary="The gallery items closest to a query image", openapi_extra=_SEARCH_FORM)
+    async def search(request: Request) -> Response:
+        # the form is read here rather than through FastAPI's File/Form parameters: their dependency solving and
+        # validation took more of the event loop than the rest of the request (README, Serve)
+        form = await request.form(max_files=2, max_fields=4)  # more: a 400 naming the limit
+        try:
+            image = form.get("image")
+            if not isinstance(image, StarletteUploadFile):
+                raise UploadError(422, "missing field 'image' (a file); this endpoint takes multipart fields "
+                                  "'image' (a file), optional 'k' and 'exclude_camera'")
+            k = _form_int(form, "k", 10)
+            exclude_camera = _form_int(form, "exclude_camera", None)
+            if not 1 <= k <= MAX_K:
+                raise UploadError(422, f"k must be between 1 and {MAX_K}, got {k}")
+            with service.batcher.announce() as ticket:
+                (pixels, _, _, name), = await read_images([image])
+                query, results = await _infer(service.search(pixels, k, exclude_camera, ticket=ticket))
+        finally:
+            await form.close()
         return _json({"query": {"filename": name, "attributes": query.get("attributes")}, "k": k,
                       "exclude_camera": exclude_camera, "results": results})
 
@@ -163,6 +174,25 @@ def create_app(settings: ServeSettings, *, runtime=None) -> FastAPI:
                             headers=_NO_STORE)
 
     return app
+
+
+_SEARCH_FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["image"], "properties": {
+        "image": {"type": "string", "format": "binary", "description": "the query crop"},
+        "k": {"type": "integer", "default": 10, "minimum": 1, "maximum": MAX_K, "description": f"results wanted, 1..{MAX_K}"},
+        "exclude_camera": {"type": "integer", "description": "leave out items of this camera"}}}}}}}
+
+
+def _form_int(form, name: str, default):
+    value = form.get(name)
+    if value is None or value == "":
+        return default
+    if not isinstance(value, str):
+        raise UploadError(422, f"field {name!r} must be a number, not a file")
+    try:
+        return int(value)
+    except ValueError:
+        raise UploadError(422, f"field {name!r}: {value[:20]!r} is not a whole number") from None
 
 
 def _json(content: dict) -> Response:

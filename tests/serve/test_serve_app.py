@@ -236,3 +236,20 @@ def test_numpy_blas_runs_one_thread_while_serving_and_is_restored_after(gallery,
         assert client.get("/readyz").json() == {"ready": True}
         assert blas_threads() == {1}
     assert blas_threads() == before
+
+
+def test_search_form_fields_are_checked_and_documented(client, query_image):
+    jpeg = query_image.read_bytes()
+    image = {"image": ("q.jpg", jpeg, "image/jpeg")}
+    bad_k = client.post("/v1/search", files=image, data={"k": "ten"})
+    assert bad_k.status_code == 422 and "'k'" in bad_k.json()["error"] and "whole number" in bad_k.json()["error"]
+    as_file = client.post("/v1/search", files={**image, "exclude_camera": ("c.txt", b"1", "text/plain")})
+    assert as_file.status_code == 422 and "'exclude_camera'" in as_file.json()["error"]
+    text_image = client.post("/v1/search", data={"image": "not a file", "k": "3"})
+    assert text_image.status_code == 422 and "'image'" in text_image.json()["error"]
+    filtered = client.post("/v1/search", files=image, data={"k": "4", "exclude_camera": "1"}).json()
+    assert filtered["exclude_camera"] == 1 and filtered["k"] == 4
+    assert filtered["results"] and all(r["camid"] != 1 for r in filtered["results"])
+    schema = client.get("/openapi.json").json()["paths"]["/v1/search"]["post"]["requestBody"]["content"]
+    fields = schema["multipart/form-data"]["schema"]["properties"]
+    assert set(fields) == {"image", "k", "exclude_camera"} and fields["image"]["format"] == "binary"
