@@ -5,8 +5,10 @@ batching on and off, next to the runtime's model-only throughput measured in the
         --queries runs/demo/data/query --requests 256 --concurrency 1,8,32 --out benchmarks/results/serve
 
 1. Model-only reference (no server running): `runtime.infer` timed at batch 1 and 32 on real query crops
-   (warm-up, then at least `--min-seconds`), batch 1 once more with a 2 ms pause before each call, and one
-   exact top-k search over the gallery.
+   (warm-up, then at least `--min-seconds`), batch 1 once more with a 2 ms pause before each call, one
+   exact top-k search over the gallery, and the service without HTTP (`ReidService.search` from as many
+   asyncio callers as the highest concurrency, in this process): what batching, instances and search
+   deliver before any HTTP work.
 2. For batching on (`--max-batch 32 --max-delay-ms D`) and off (`--no-batching`): a fresh `reid-export serve`
    on a free loopback port; per concurrency C, C asyncio workers send `--requests` POST /v1/search in total
    (one query crop each, k=10) and stop; latency is measured per request, client side.
@@ -89,6 +91,42 @@ def model_only(model: str, queries: list[Path], gallery_dir: Path, *, min_second
         out["search_ms"] = statistics.median(times) * 1e3
         out["gallery_items"] = len(g)
     return out
+
+
+def in_process(model: str, gallery_dir: Path, queries: list[Path], *, instances: int, max_batch: int,
+               max_delay_ms: float, concurrency: int = 32, seconds: float = 3.0) -> dict:
+    """The service without HTTP: `concurrency` asyncio callers of `ReidService.search` (decoded crops, k=10) in this
+    process for `seconds`: what the batcher, the instances and the gallery search deliver before any HTTP work."""
+    from reid_export.serve.batching import BatchingSettings
+    from reid_export.serve.service import ReidService, ServeSettings
+
+    settings = ServeSettings(model=model, gallery=gallery_dir, batching=BatchingSettings(
+        max_batch=max_batch, max_delay_ms=max_delay_ms, instances=instances))
+
+    async def run() -> dict:
+        service = ReidService(settings)
+        await service.start()
+        try:
+            pixels = [service.contract.decode(p) for p in queries[:64]]
+            for p in pixels[:4]:
+                await service.search(p, K)  # warm-up
+            done = 0
+            end = time.perf_counter() + seconds
+
+            async def caller(i: int) -> None:
+                nonlocal done
+                while time.perf_counter() < end:
+                    await service.search(pixels[(i + done) % len(pixels)], K)
+                    done += 1
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(caller(i) for i in range(concurrency)))
+            return {"concurrency": concurrency, "requests_per_sec": done / (time.perf_counter() - t0),
+                    "instances": service.batcher.instances}
+        finally:
+            await service.stop()
+
+    return asyncio.run(run())
 
 
 def start_server(model: str, gallery: Path, extra: list[str]) -> tuple[subprocess.Popen, str]:
@@ -242,6 +280,9 @@ def main(argv=None) -> dict:
     bodies = [(p.name, p.read_bytes()) for p in queries[:64]]
 
     reference = model_only(args.model, queries, args.gallery, min_seconds=args.min_seconds)
+    reference["in_process"] = in_process(args.model, args.gallery, queries, instances=args.instances,
+                                         max_batch=args.max_batch, max_delay_ms=args.max_delay_ms,
+                                         concurrency=max(levels), seconds=args.min_seconds)
     rows = []
     server_modes = {"on": ["--max-batch", str(args.max_batch), "--max-delay-ms", str(args.max_delay_ms),
                            "--instances", str(args.instances)],
@@ -297,7 +338,12 @@ def render(report: dict) -> str:
              f"Model-only reference (same run): batch 1 {ref['batch1_ms']:.2f} ms ({ref['batch1_images_per_sec']:.1f} "
              f"img/s), batch 32 {ref['batch32_ms']:.1f} ms ({ref['batch32_images_per_sec']:.1f} img/s); "
              f"search {ref['search_ms']:.2f} ms; batch 1 after a {PACE_S * 1e3:.0f} ms pause (as a lone client's "
-             f"requests reach the model): {ref.get('batch1_paced_ms', float('nan')):.2f} ms", "",
+             f"requests reach the model): {ref.get('batch1_paced_ms', float('nan')):.2f} ms"]
+    if "in_process" in ref:
+        ip = ref["in_process"]
+        lines.append(f"The service without HTTP (same run: {ip['concurrency']} asyncio callers of ReidService.search "
+                     f"in one process, {ip['instances']} instance(s)): {ip['requests_per_sec']:.1f} req/s")
+    lines += ["",
              f"Load generator: {report['settings']['client']} (CPU columns: per request, server process and "
              "load generator, which share the machine)", "",
              "| batching | concurrency | req/s | p50 ms | p99 ms | errors | server CPU ms | client CPU ms |",

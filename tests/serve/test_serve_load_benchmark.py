@@ -31,10 +31,12 @@ def test_the_load_benchmark_reports_every_cell_and_the_model_only_reference(tiny
     ref = report["model_only"]
     assert ref["batch1_images_per_sec"] > 0 and ref["batch32_images_per_sec"] > 0 and ref["search_ms"] > 0
     assert ref["batch1_paced_ms"] > 0 and report["settings"]["instances"] == 0
+    assert ref["in_process"]["requests_per_sec"] > 0 and ref["in_process"]["concurrency"] == 3
     assert json.loads((tmp_path / "load.json").read_text())["rows"] == report["rows"]
     text = (tmp_path / "load.md").read_text()
     assert "| batching | concurrency | req/s | p50 ms | p99 ms | errors | server CPU ms | client CPU ms |" in text
     assert f"Load generator: {client}" in text and "after a 2 ms pause" in text and "instances 0" in text
+    assert "The service without HTTP (same run: 3 asyncio callers" in text
 
 
 def test_the_raw_client_sends_a_well_formed_multipart_search(tmp_path):
