@@ -82,7 +82,7 @@ class ReidService:
             lanes, threads = lane_plan(name, self.settings.batching.instances)
             # with lanes the all-core instance runs only alone, so its threads may spin between operators as in
             # the bench; alone under load, idle ONNX Runtime threads would spin on cores HTTP and decoding need
-            options = {"spinning": bool(lanes)} if name == "onnxruntime" else {}
+            options = {"spinning": bool(lanes)} if name.startswith("onnxruntime") else {}
             self.runtime = make_runtime(name, path, **options)
             self.lanes = [make_runtime(name, path, threads=threads, spinning=False) for _ in range(lanes)]
         self.runtime.activate()
