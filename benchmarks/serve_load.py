@@ -33,6 +33,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -126,7 +127,15 @@ def in_process(model: str, gallery_dir: Path, queries: list[Path], *, instances:
         finally:
             await service.stop()
 
-    return asyncio.run(run())
+    # on a worker thread: a process whose main thread once set OpenBLAS's thread count ignores later sets from
+    # other threads (tests that run the app under TestClient after this in the same process)
+    result: dict = {}
+    worker = threading.Thread(target=lambda: result.update(asyncio.run(run())))
+    worker.start()
+    worker.join()
+    if not result:
+        raise SystemExit("the in-process service run failed; see the traceback above")
+    return result
 
 
 def start_server(model: str, gallery: Path, extra: list[str]) -> tuple[subprocess.Popen, str]:

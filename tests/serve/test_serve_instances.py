@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import numpy as np
 
@@ -26,12 +27,22 @@ async def _searches(settings: ServeSettings, paths) -> tuple[list, list, dict, d
         await service.stop()
 
 
+def _run_off_main_thread(coroutine):
+    """asyncio.run on a worker thread: once the main thread has set OpenBLAS's thread count (the service does
+    on start), a later set from another thread (TestClient's lifespan thread in other tests) is ignored."""
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(value=asyncio.run(coroutine)))
+    worker.start()
+    worker.join()
+    return result["value"]
+
+
 def test_lanes_give_the_same_answers_as_one_instance_and_take_the_load(tiny_onnx, gallery, tiny_market):
     queries = sorted((tiny_market / "query").glob("*.jpg"))[:8]
     one = ServeSettings(model=str(tiny_onnx), gallery=gallery, batching=BatchingSettings(instances=1))
     two = ServeSettings(model=str(tiny_onnx), gallery=gallery, batching=BatchingSettings(instances=2))
-    lone1, burst1, info1, calls1 = asyncio.run(_searches(one, queries))
-    lone2, burst2, info2, calls2 = asyncio.run(_searches(two, queries))
+    lone1, burst1, info1, calls1 = _run_off_main_thread(_searches(one, queries))
+    lone2, burst2, info2, calls2 = _run_off_main_thread(_searches(two, queries))
     assert info1["batching"]["instances"] == 1 and info2["batching"]["instances"] == 2
     assert set(calls1) == {"infer"}
     assert calls2["infer"] >= 2 and calls2["lane0"] + calls2["lane1"] >= 1  # lone ones on all cores, the burst on lanes
