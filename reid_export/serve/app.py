@@ -132,7 +132,7 @@ def create_app(settings: ServeSettings, *, runtime=None) -> FastAPI:
             image = form.get("image")
             if not isinstance(image, StarletteUploadFile):
                 raise UploadError(422, "missing field 'image' (a file); this endpoint takes multipart fields "
-                                  "'image' (a file), optional 'k' and 'exclude_camera'")
+                                  + _FORM_FIELDS["/v1/search"])
             k = _form_int(form, "k", 10)
             exclude_camera = _form_int(form, "exclude_camera", None)
             if not 1 <= k <= MAX_K:
@@ -175,6 +175,11 @@ def create_app(settings: ServeSettings, *, runtime=None) -> FastAPI:
 
     return app
 
+
+# what each upload endpoint takes, for the messages of a missing or wrong field
+_FORM_FIELDS = {"/v1/search": "'image' (a file), optional 'k' and 'exclude_camera'",
+                "/v1/embed": "'images' (one or more files)",
+                "/v1/gallery": "'images' (one or more files), optional 'camid' and 'pid'"}
 
 _SEARCH_FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["image"], "properties": {
@@ -297,9 +302,7 @@ def _install_error_handlers(app: FastAPI) -> None:
                 problems.append(f"missing field {where!r}")
             else:
                 problems.append(f"field {where!r}: {err.get('msg')}")
-        fields = {"/v1/search": "'image' (a file), optional 'k' and 'exclude_camera'",
-                  "/v1/embed": "'images' (one or more files)", "/v1/gallery": "'images' (one or more files), "
-                  "optional 'camid' and 'pid'"}.get(request.url.path)
+        fields = _FORM_FIELDS.get(request.url.path)
         hint = f"; this endpoint takes multipart fields {fields}" if fields else ""
         return JSONResponse({"error": "; ".join(problems) + hint}, status_code=422)
 

@@ -95,7 +95,6 @@ class DynamicBatcher:
         self.postprocess = postprocess
         self._solo = _Instance(runtime, "infer", self.settings.max_batch)
         self._lanes = [_Instance(lane, f"lane{i}", self.settings.max_batch) for i, lane in enumerate(lanes)]
-        self.call_max = self._solo.call_max
         self._queue: asyncio.Queue[_Request | None] | None = None
         self._worker: asyncio.Task | None = None
         self._calls: set[asyncio.Task] = set()  # batches running on an instance
@@ -181,7 +180,7 @@ class DynamicBatcher:
     async def _capacity(self) -> None:
         """Until an instance can take a batch: without lanes the one instance is idle; with lanes, the all-core
         instance is idle and a lane is free."""
-        while self._solo.busy or (self._lanes and all(lane.busy for lane in self._lanes)):
+        while self._solo.busy or (self._lanes and self._busy_lanes() == len(self._lanes)):
             self._freed.clear()
             await self._freed.wait()
 
@@ -189,7 +188,7 @@ class DynamicBatcher:
         """At most max_batch; when several lanes are free and several images wait, those shared out over them
         (a burst runs on every lane at once; a lone waiting request gathers company as usual)."""
         cap = self.settings.max_batch
-        free = sum(not lane.busy for lane in self._lanes)
+        free = len(self._lanes) - self._busy_lanes()
         if free > 1 and self.queued_images > first_size:
             cap = min(cap, math.ceil(self.queued_images / free))
         return max(cap, first_size, 1)
@@ -200,7 +199,7 @@ class DynamicBatcher:
             return batch, False, None
         deadline = first.queued_at + self.settings.max_delay_ms / 1e3
         while size < cap:
-            if self._queue.empty() and self.arriving == 0 and not any(lane.busy for lane in self._lanes):
+            if self._queue.empty() and self.arriving == 0 and not self._busy_lanes():
                 break  # nobody else is on the way and nothing runs: waiting would only add latency
             timeout = deadline - time.perf_counter()
             try:
@@ -220,9 +219,11 @@ class DynamicBatcher:
         """A lone request with nothing else in hand runs on all cores; anything else on a free lane."""
         if not self._lanes:
             return self._solo
-        alone = (len(batch) == 1 and self._queue.empty() and self.arriving == 0
-                 and not any(lane.busy for lane in self._lanes))
+        alone = len(batch) == 1 and self._queue.empty() and self.arriving == 0 and not self._busy_lanes()
         return self._solo if alone else next(lane for lane in self._lanes if not lane.busy)
+
+    def _busy_lanes(self) -> int:
+        return sum(lane.busy for lane in self._lanes)
 
     def _dispatch(self, instance: _Instance, batch: list[_Request]) -> None:
         instance.busy = True

@@ -176,8 +176,7 @@ class ReidService:
                 results[i] = ({}, row[:tasks[i][0]])
         searches = [i for i, task in enumerate(tasks) if task is not None]
         if searches and "attributes" in outputs[searches[0]]:
-            codes = attribute_codes({"embedding": None, "attributes": np.concatenate(
-                [outputs[i]["attributes"] for i in searches])})
+            codes = attribute_codes({"attributes": np.concatenate([outputs[i]["attributes"] for i in searches])})
             for i, row in zip(searches, codes):
                 results[i][0]["attributes"] = readable_attributes(row)
         return results

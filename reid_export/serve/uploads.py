@@ -1,9 +1,11 @@
 """Checking an uploaded file before it reaches the model: size, pixels, content, decode.
 
-`check_image(data, name, contract, limits)` returns the image at the contract's size (H, W, 3) uint8
-and its file suffix, or raises `UploadError` with the HTTP status to answer: 413 for too many bytes or
-pixels (decompression bombs are refused from the header, before decoding), 415 for content that is not
-an image (whatever its name or declared type says), 422 for an empty, corrupt, truncated or tiny image.
+`read_header(data, name, limits)` checks what the header tells and returns the opened image, its pixel
+count and format; `decode_checked(image, name, contract)` decodes that same object to the contract's size
+(H, W, 3) uint8 (the caller picks the thread: crops on the event loop, big images off it). Both raise
+`UploadError` with the HTTP status to answer: 413 for too many bytes or pixels (decompression bombs are
+refused from the header, before decoding), 415 for content that is not an image (whatever its name or
+declared type says), 422 for an empty, corrupt, truncated or tiny image.
 The bytes themselves never appear in a message or a log.
 """
 
@@ -17,7 +19,7 @@ import numpy as np
 from ..contract import Preprocess
 from ..errors import DataError, ReidExportError
 
-__all__ = ["UploadLimits", "UploadError", "check_image", "read_header", "decode_checked", "FORMAT_SUFFIX",
+__all__ = ["UploadLimits", "UploadError", "read_header", "decode_checked", "FORMAT_SUFFIX",
            "INLINE_PIXELS"]
 
 # uploads up to this many pixels are decoded on the event loop (a Market crop, 64x128, takes ~0.15 ms);
@@ -39,12 +41,6 @@ class UploadError(ReidExportError):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
-
-
-def check_image(data: bytes, name: str, contract: Preprocess, limits: UploadLimits) -> tuple[np.ndarray, str]:
-    """Validated upload -> ((height, width, 3) uint8 at the contract's size, suffix to store it under)."""
-    image, _, fmt = read_header(data, name, limits)
-    return decode_checked(image, name, contract), FORMAT_SUFFIX[fmt]
 
 
 def read_header(data: bytes, name: str, limits: UploadLimits):
