@@ -60,9 +60,15 @@ def create_app(settings: ServeSettings, *, runtime=None) -> FastAPI:
                       gallery_size=lambda: len(service.gallery) if service.gallery else 0)
     service.on_batch = metrics.observe_batch
 
+    refusal: dict = {}  # a start-up refused for the user's input (a gallery of another model, ...): its error
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        await service.start()
+        try:
+            await service.start()
+        except ReidExportError as e:
+            refusal["error"] = e
+            raise
         try:
             yield
         finally:
@@ -73,7 +79,7 @@ def create_app(settings: ServeSettings, *, runtime=None) -> FastAPI:
     app.state.service, app.state.metrics = service, metrics
     static = Path(str(resources.files("reid_export.serve") / "static"))
     app.mount("/static", StaticFiles(directory=static), name="static")
-    _install_middleware(app, settings, metrics)
+    _install_middleware(app, settings, metrics, refusal)
     _install_error_handlers(app)
     limits = settings.limits
 
@@ -232,19 +238,28 @@ def _known(service: ReidService, item_id: str) -> None:
                           "/v1/search and /v1/gallery")
 
 
-def _install_middleware(app: FastAPI, settings: ServeSettings, metrics: Metrics) -> None:
+def _install_middleware(app: FastAPI, settings: ServeSettings, metrics: Metrics, refusal: dict) -> None:
     max_body = settings.limits.max_bytes * settings.limits.max_files + (1 << 20)
-    app.add_middleware(_Guard, token=settings.token, max_body=max_body, metrics=metrics)
+    app.add_middleware(_Guard, token=settings.token, max_body=max_body, metrics=metrics, refusal=refusal)
 
 
 class _Guard:
     """Token check, request-size check, in-flight gauge and per-endpoint metrics, as a plain ASGI middleware
-    (Starlette's `@app.middleware("http")` runs every request through an extra task and stream)."""
+    (Starlette's `@app.middleware("http")` runs every request through an extra task and stream). A start-up
+    refused for the user's input is reported to the server as its one-line reason, not a traceback."""
 
-    def __init__(self, app, *, token: str | None, max_body: int, metrics: Metrics):
-        self.app, self.token, self.max_body, self.metrics = app, token, max_body, metrics
+    def __init__(self, app, *, token: str | None, max_body: int, metrics: Metrics, refusal: dict):
+        self.app, self.token, self.max_body, self.metrics, self.refusal = app, token, max_body, metrics, refusal
 
     async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            async def send_reason(message) -> None:
+                if message["type"] == "lifespan.startup.failed" and "error" in self.refusal:
+                    message = {**message, "message": f"start-up refused: {self.refusal['error']}"}
+                await send(message)
+
+            await self.app(scope, receive, send_reason)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -51,7 +51,7 @@ def serve(settings: ServeSettings, *, log_level: str = "info", access_log: bool 
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level, access_log=access_log,
                             timeout_graceful_shutdown=GRACEFUL_SECONDS, server_header=False)
-    uvicorn.Server(config).run()
+    uvicorn.Server(config).run()  # a failed start-up exits with uvicorn's status 3
 
 
 def _is_loopback(host: str) -> bool:
