@@ -13,7 +13,7 @@ import pytest
 
 from reid_export.contract import Preprocess
 from reid_export.errors import RuntimeUnavailable
-from reid_export.model import ModelConfig, ReidNet
+from reid_export.models import ModelConfig, ReidNet
 from reid_export.runtimes import make_runtime
 
 CONTRACT = Preprocess(height=256, width=128)

@@ -18,7 +18,7 @@ import torch
 from .contract import Preprocess
 from .errors import CheckpointError, ReidExportError
 from .files import atomic_path, remove_stale_temps
-from .model import ModelConfig, ReidNet, infer_arch, load_backbone_weights, normalise_backbone_keys, torch_load
+from .models import ModelConfig, ReidNet, infer_arch, load_backbone_weights, normalise_backbone_keys, torch_load
 
 __all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "load_model", "SEED_PREPROCESS"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tiny_models import make_tiny_model
 
-from reid_export.model import ReidNet
+from reid_export.models import ReidNet
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,7 @@ def test_a_file_that_is_not_a_checkpoint_is_not_called_unsafe(tmp_path):
 def test_wrong_architecture_weights_are_one_summary_line(tmp_path):
     big = save_checkpoint(tmp_path / "r34.pt", make_tiny_model(), epoch=1)
     ckpt = torch.load(big, weights_only=True)
-    from reid_export.model import ModelConfig, ReidNet
+    from reid_export.models import ModelConfig, ReidNet
     from tiny_models import TINY
 
     ckpt["model"] = ReidNet(ModelConfig(arch="resnet34", num_classes=8, neck="bnneck", preprocess=TINY)).state_dict()

@@ -5,7 +5,7 @@ from torch import nn
 
 from reid_export.checkpoint import load_model
 from reid_export.errors import CheckpointError
-from reid_export.model import ModelConfig, ReidNet, build_model
+from reid_export.models import ModelConfig, ReidNet, build_model
 
 
 def _seed_backbone(arch="resnet50"):
@@ -88,7 +88,7 @@ def test_shape_mismatch_names_the_tensor(tmp_path):
 
 
 def test_imagenet_init_without_network_says_what_to_do(monkeypatch):
-    import reid_export.model as model_module
+    import reid_export.models.net as model_module
 
     def offline(arch):
         raise CheckpointError(f"could not download ImageNet weights for {arch} (offline); pass --init PATH")

@@ -12,8 +12,8 @@ from reid_export.contract import Preprocess
 from reid_export.errors import CheckpointError
 from reid_export.export.onnx import export_onnx
 from reid_export.export.precision import calibration_images, convert_fp16, quantize_int8
-from reid_export.model import ARCHS, ModelConfig, ReidNet, build_model, infer_arch, normalise_backbone_keys
-from reid_export.osnet import OSNET_ARCHS, AggregationGate, LiteConv3x3, OSBlock, build_osnet
+from reid_export.models import ARCHS, ModelConfig, ReidNet, build_model, infer_arch, normalise_backbone_keys
+from reid_export.models.osnet import OSNET_ARCHS, AggregationGate, LiteConv3x3, OSBlock, build_osnet
 from reid_export.runtimes.onnxruntime import OnnxRuntime
 from reid_export.runtimes.torch import TorchRuntime
 from reid_export.training.config import load_recipe

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from reid_export.contract import Preprocess
-from reid_export.model import ModelConfig, ReidNet
+from reid_export.models import ModelConfig, ReidNet
 
 TINY = Preprocess(height=64, width=32)
 

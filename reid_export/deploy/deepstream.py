@@ -33,7 +33,7 @@ from ..contract import Preprocess
 from ..errors import ExportError
 from ..export.onnx import export_onnx
 from ..files import refuse_existing, write_text
-from ..model import ReidNet
+from ..models import ReidNet
 from ..runtimes import make_runtime
 
 __all__ = [

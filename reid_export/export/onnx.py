@@ -30,7 +30,7 @@ from ..artefacts.tracker_sidecar import write_tracker_sidecar
 from ..contract import Preprocess
 from ..errors import ExportError
 from ..files import atomic_path, check_writable_dir, refuse_existing
-from ..model import ReidNet, attribute_probabilities
+from ..models import ReidNet, attribute_probabilities
 from .settings import DEFAULT_OPSET, MIN_OPSET
 
 __all__ = ["DEFAULT_OPSET", "EmbeddingModel", "export_onnx", "supported_opsets"]

@@ -20,7 +20,7 @@ from ..artefacts.onnx_metadata import OnnxInfo, read_onnx_info
 from ..checkpoint import FORMAT, load_model
 from ..errors import ExportError
 from ..files import ENGINES_DIR, refuse_existing
-from ..model import torch_load, with_embedding
+from ..models import torch_load, with_embedding
 from .int8_search import SearchResult, int8_with_accuracy_control
 from .onnx import export_onnx
 from .precision import export_at_precision

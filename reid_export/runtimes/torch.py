@@ -13,7 +13,7 @@ import torch
 
 from ..checkpoint import load_model
 from ..errors import RuntimeUnavailable
-from ..model import ReidNet, attribute_probabilities, with_embedding
+from ..models import ReidNet, attribute_probabilities, with_embedding
 from .base import Runtime
 
 __all__ = ["TorchRuntime", "cpu_bf16_features"]

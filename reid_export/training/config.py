@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..contract import Preprocess
 from ..errors import ReidExportError
-from ..model import ARCHS, EMBEDDINGS, ModelConfig
+from ..models import ARCHS, EMBEDDINGS, ModelConfig
 
 __all__ = ["TrainConfig", "load_recipe", "available_recipes", "recipe_dir"]
 

@@ -21,7 +21,7 @@ import torch
 
 from ..evaluation.attributes import attribute_scores
 from ..evaluation.embeddings import evaluate_embeddings
-from ..model import attribute_probabilities
+from ..models import attribute_probabilities
 from ..progress import progress_bar
 
 __all__ = ["RANK_KEYS", "extract_outputs", "model_embeddings", "evaluate", "choose_embedding", "summary_tables",

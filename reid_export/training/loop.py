@@ -35,7 +35,7 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..errors import CheckpointError, DataError, ReidExportError
 from ..progress import progress_bar
 from ..files import check_free_space, check_writable_dir, output_lock
-from ..model import build_model
+from ..models import build_model
 from .config import TrainConfig
 from .dataset import ReidDataset
 from .distributed import DistributedBatchSampler, all_reduce_mean, process_group, unwrap, wrap_model

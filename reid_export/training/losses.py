@@ -16,7 +16,7 @@ centers are a buffer, not a parameter, moved by their own SGD step after every o
 (`CenterLoss.update`), so the network optimizer (Adam, weight decay) never touches them. This is
 BoT's separate SGD (lr 0.5) on the unweighted center loss.
 
-The attribute loss (`attribute_loss`) is over the 30 attribute logits of `reid_export.model`
+The attribute loss (`attribute_loss`) is over the 30 attribute logits of `reid_export.models`
 against the 27 targets of `reid_export.data.attributes.encode_targets`: cross-entropy over the
 4 age classes, and binary cross-entropy with logits over the 9 yes/no attributes, the 8 upper
 and the 9 lower colours (independent sigmoids: real labels mark none or several colours). Each
@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.attributes import AGE_INDEX, BINARY_SLICE, LOWER_SLICE, UPPER_SLICE
-from ..model import split_attributes
+from ..models import split_attributes
 
 __all__ = ["ReidLoss", "CenterLoss", "label_smoothing_cross_entropy", "batch_hard_triplet_loss", "attribute_loss",
            "pairwise_euclidean", "ATTRIBUTE_GROUP_WEIGHTS"]

@@ -11,7 +11,7 @@ from reid_export.bench.plots import arch_colours, write_plots
 from reid_export.bench.report import grouped_rows, matrix_rows, print_table, table_rows, write_report
 from reid_export.bench.run import _compare_to_reference
 from reid_export.checkpoint import save_checkpoint
-from reid_export.model import ModelConfig, ReidNet
+from reid_export.models import ModelConfig, ReidNet
 
 FAST = BenchSettings(batch_sizes=(1, 4), warmup_batches=1, min_batches=2, min_seconds=0.0, stages=False, progress=False)
 

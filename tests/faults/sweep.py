@@ -65,7 +65,7 @@ def build_fixtures(base: Path) -> dict[str, Path]:
     from reid_export.contract import Preprocess
     from reid_export.data.synthetic import generate_market1501
     from reid_export.export.onnx import export_onnx
-    from reid_export.model import ModelConfig, ReidNet
+    from reid_export.models import ModelConfig, ReidNet
 
     small = dict(train_ids=3, test_ids=3, distractors=2, junk=2, train_images=(3, 3), gallery_images=(2, 3),
                  cameras_per_id=(2, 2), progress=False)

@@ -144,7 +144,7 @@ _WORKER = textwrap.dedent('''
     import torch
 
     from reid_export.contract import Preprocess
-    from reid_export.model import ModelConfig, ReidNet
+    from reid_export.models import ModelConfig, ReidNet
     from reid_export.training import PKSampler, ReidLoss, train_step
     from reid_export.training.distributed import (DistributedBatchSampler, all_reduce_mean, process_group, unwrap,
                                                   wrap_model)

@@ -19,7 +19,7 @@ from reid_export.checkpoint import load_checkpoint, load_model, save_checkpoint
 from reid_export.data.market1501 import Sample
 from reid_export.errors import DataError, ReidExportError
 from reid_export.export.onnx import export_onnx
-from reid_export.model import with_embedding
+from reid_export.models import with_embedding
 from reid_export.runtimes import make_runtime
 from reid_export.training import TrainConfig, load_recipe, train
 from reid_export.training.dataset import ReidDataset

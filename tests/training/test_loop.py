@@ -118,7 +118,7 @@ def test_training_without_query_and_gallery_skips_evaluation(tmp_path, tiny_conf
 
 def test_resume_from_a_checkpoint_without_training_state_is_refused(tiny_config):
     from reid_export.checkpoint import save_checkpoint
-    from reid_export.model import build_model
+    from reid_export.models import build_model
 
     save_checkpoint(tiny_config.out, build_model(tiny_config.model_config(5)), epoch=1)
     with pytest.raises(CheckpointError, match="no training state"):

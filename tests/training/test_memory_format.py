@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import torch
 
-from reid_export.model import build_model
+from reid_export.models import build_model
 from reid_export.training import ReidDataset, ReidLoss, load_training_data, loop, train
 from reid_export.training.transforms import train_transform
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 __all__ = ["OSNET_ARCHS", "OSNET_EMBEDDING_DIM", "OSNet", "OSBlock", "build_osnet", "osnet_arch_of"]
 

@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 from torch import nn
 
-from .contract import Preprocess
-from .data.attributes import HEAD_OUTPUTS, NUM_AGE_CLASSES, split_attributes
-from .errors import CheckpointError
+from ..contract import Preprocess
+from ..data.attributes import HEAD_OUTPUTS, NUM_AGE_CLASSES, split_attributes
+from ..errors import CheckpointError
 from .osnet import OSNET_ARCHS, OSNET_EMBEDDING_DIM, build_osnet, osnet_arch_of
 
 __all__ = ["ARCHS", "ATTRIBUTE_LOGITS", "EMBEDDINGS", "ModelConfig", "ReidNet", "build_model", "with_embedding", "load_backbone_weights", "infer_arch",
