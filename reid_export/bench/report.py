@@ -1,9 +1,13 @@
 """Reports: the machine a run was on, and the bench table as terminal output, JSON and Markdown
 (plots in `plots`); `compare_reports` puts a run next to an earlier one.
 
-Rows are shown grouped by architecture (`arch`, first seen first; the run's order within a group). With
-more than one architecture, a short matrix comes first: arch x runtime x precision with img/s, Rank-1,
-mAP, attribute mA and the deltas against each architecture's own PyTorch FP32 row (`bench.run`)."""
+Rows are shown grouped by architecture (`arch`, first seen first; the run's order within a group). The
+console prints by default the short table a person reads in a 120-column terminal (`short_rows`: img/s at
+the largest batch, p50 latency at the smallest, Rank-1, mAP, their deltas, cos min, status); `wide=True`
+prints every column (`table_rows`), as report.md and report.json keep them. With more than one
+architecture, report.md and the wide console output lead with a matrix: arch x runtime x precision with
+img/s, Rank-1, mAP, attribute mA and the deltas against each architecture's own PyTorch FP32 row
+(`bench.run`)."""
 
 from __future__ import annotations
 
@@ -16,8 +20,10 @@ from ..files import write_text
 from .plots import arch_of_row, row_label, write_plots
 from .stages import STAGES
 
-__all__ = ["machine_info", "table_rows", "matrix_rows", "grouped_rows", "print_table", "write_report", "compare_reports",
-           "print_comparison"]
+__all__ = ["machine_info", "table_rows", "short_rows", "matrix_rows", "grouped_rows", "print_table", "write_report",
+           "compare_reports", "print_comparison", "SHORT_TABLE_COLUMNS"]
+
+SHORT_TABLE_COLUMNS = 120  # the default console table fits a terminal this wide
 
 
 def machine_info() -> dict:
@@ -63,11 +69,8 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
         line = [arch_of_row(row), row["runtime"], row.get("precision", "-"), Path(row["model"]).name,
                 row.get("provider", "-"), row["status"]]
         for bs in batch_sizes:
-            t = row.get("throughput", {}).get(str(bs))
-            if t and "images_per_sec" not in t:  # out of memory, or skipped (too big to fit, above max_batch)
-                line += ["OOM" if "error" in t else "skipped", "-", "-"]
-            else:
-                line += [f"{t['images_per_sec']:.1f}", f"{t['p50_ms']:.2f}", f"{t['p99_ms']:.2f}"] if t else ["-"] * 3
+            line += [_speed(row, bs, "images_per_sec", 1), _speed(row, bs, "p50_ms", 2, blank="-"),
+                     _speed(row, bs, "p99_ms", 2, blank="-")]
         line += [_fmt(row.get(k), 2) for k in ("rank1", "rank5", "rank10", "mAP", "mINP")]
         line += [_fmt(row.get(k), 2, signed=True) for k in ("delta_rank1", "delta_mAP")]
         line += [_fmt(row.get(k), 6) for k in ("cosine_min", "cosine_mean")]
@@ -79,8 +82,9 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
 
 
 def matrix_rows(report: dict) -> tuple[list[str], list[list[str]]]:
-    """The short table a person reads: arch x runtime x precision, img/s at the largest batch measured, Rank-1,
-    mAP, attribute mA (when any row has it) and each one's delta against its reference (its arch's torch FP32)."""
+    """The matrix that leads report.md (and the wide console output) when a run holds several architectures:
+    arch x runtime x precision, img/s at the largest batch measured, Rank-1, mAP, attribute mA (when any row
+    has it) and each one's delta against its reference (its arch's torch FP32)."""
     largest = max(report["settings"]["batch_sizes"])
     with_attributes = any("attr_mA" in row for row in report["rows"])
     header = ["arch", "runtime", "precision", f"img/s @{largest}", "Rank-1", "ΔRank-1", "mAP", "ΔmAP"]
@@ -109,14 +113,45 @@ def grouped_rows(report: dict) -> list[dict]:
     return sorted(report["rows"], key=lambda row: first[arch_of_row(row)])  # stable: run order within a group
 
 
-def print_table(report: dict, *, title: str = "reid-export bench") -> None:
-    from rich.console import Console
+def short_rows(report: dict) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the console's default table, which fits `SHORT_TABLE_COLUMNS`: runtime, precision,
+    img/s at the largest batch, p50 latency at the smallest (batch 1 when measured), Rank-1, mAP, their deltas
+    against the reference, cos min and status. An `arch` column is added when the report holds several
+    architectures, and a `model` column (file name) when two rows would otherwise read the same."""
+    batch_sizes = report["settings"]["batch_sizes"]
+    largest, smallest = max(batch_sizes), min(batch_sizes)
+    rows = grouped_rows(report)
+    with_arch = _several_archs(report)
+    keys = [(arch_of_row(r), r["runtime"], r.get("precision", "-")) for r in rows]
+    with_model = len(set(keys)) < len(keys)
+    header = [*(["arch"] if with_arch else []), "runtime", "precision", *(["model"] if with_model else []),
+              f"img/s @{largest}", f"p50 ms @{smallest}", "Rank-1", "ΔRank-1", "mAP", "ΔmAP", "cos min", "status"]
+    cells = []
+    for row, (arch, runtime, precision) in zip(rows, keys):
+        line = [*([arch] if with_arch else []), runtime, precision, *([Path(row["model"]).name] if with_model else []),
+                _speed(row, largest, "images_per_sec", 1), _speed(row, smallest, "p50_ms", 2)]
+        line += [_fmt(row.get("rank1"), 2), _fmt(row.get("delta_rank1"), 2, signed=True),
+                 _fmt(row.get("mAP"), 2), _fmt(row.get("delta_mAP"), 2, signed=True),
+                 _fmt(row.get("cosine_min"), 6), row["status"]]
+        cells.append(line)
+    return header, cells
+
+
+def print_table(report: dict, *, title: str = "reid-export bench", wide: bool = False, console=None) -> None:
+    """The bench table on the console: the short table (`short_rows`) by default, every column with `wide`.
+    A failed or skipped row's status reads `failed [n]` and its reason is printed in full under the table.
+    `console` is a rich Console (default: the terminal, or 120 columns when the output is not a terminal)."""
+    from rich import box
     from rich.table import Table
 
-    header, cells = table_rows(report)
-    table = Table(title=title)
-    for h in header:
-        table.add_column(h, justify="left" if h in ("runtime", "precision", "provider", "status") else "right")
+    header, cells = table_rows(report) if wide else short_rows(report)
+    several = _several_archs(report)
+    against = "each arch's torch FP32 row" if several else _reference(report)
+    caption = None if wide else f"deltas and cos min against {against}; every column: --wide or report.md"
+    compact = {} if wide else {"box": box.SIMPLE_HEAD, "collapse_padding": True, "show_edge": False, "pad_edge": False}
+    table = Table(title=title, caption=caption, **compact)  # compact: two spaces between columns, no frame
+    for h in header:  # compact: "img/s @32" over two lines, as narrow as its numbers
+        table.add_column(h if wide else h.replace(" @", "\n@"), justify="left" if h in _LEFT_COLUMNS else "right")
     notes = []  # a failed/skipped row's reason, in full and wrapped, under the table
     status_at = header.index("status")
     previous = None
@@ -129,13 +164,13 @@ def print_table(report: dict, *, title: str = "reid-export bench") -> None:
             notes.append(f"[{len(notes) + 1}] {row['runtime']} {Path(row['model']).name}: {kind}: {reason}")
             line = [*line[:status_at], f"{kind} [{len(notes)}]", *line[status_at + 1:]]
         table.add_row(*line)
-    console = Console(width=max(160, len(header) * 11))
+    console = console or _console(max(160, len(header) * 11) if wide else None)  # wide: no cell wrapped
     console.print(table)
-    if len({arch_of_row(row) for row in report["rows"]}) > 1:
+    if wide and several:
         matrix_header, matrix_cells = matrix_rows(report)
         matrix = Table(title="architecture x runtime x precision (deltas against each arch's torch FP32 row)")
         for h in matrix_header:
-            matrix.add_column(h, justify="left" if h in ("arch", "runtime", "precision", "reference") else "right")
+            matrix.add_column(h, justify="left" if h in _LEFT_COLUMNS else "right")
         for line in matrix_cells:
             matrix.add_row(*line)
         console.print(matrix)
@@ -214,6 +249,38 @@ def print_comparison(changes: list[dict], old_path: str) -> None:
     Console(width=160).print(table if changes else "no rows in common with the earlier report")
 
 
+_LEFT_COLUMNS = ("arch", "runtime", "precision", "model", "provider", "status", "reference")
+
+
+def _speed(row: dict, batch_size: int, key: str, digits: int, *, blank: str | None = None) -> str:
+    """One throughput or latency cell of `row` at `batch_size`: the value; `OOM` or `skipped` (or `blank`) for a
+    batch that could not run (out of memory, too big to fit, above the runtime's max_batch); `-` when not measured."""
+    t = row.get("throughput", {}).get(str(batch_size))
+    if not t:
+        return "-"
+    if "images_per_sec" not in t:
+        return blank or ("OOM" if "error" in t else "skipped")
+    return f"{t[key]:.{digits}f}"
+
+
+def _several_archs(report: dict) -> bool:
+    """More than one known architecture (a row that failed before its model loaded has none)."""
+    return len({row["arch"] for row in report["rows"] if row.get("arch")}) > 1
+
+
+def _console(width: int | None):
+    """A rich Console `width` columns wide; without a width, the terminal as it is, or `SHORT_TABLE_COLUMNS`
+    when the output is not a terminal (a log, a pipe, CI)."""
+    from rich.console import Console
+
+    if width is None:
+        console = Console()
+        if console.is_terminal:
+            return console
+        width = SHORT_TABLE_COLUMNS
+    return Console(width=width)
+
+
 def _stage_table(report: dict) -> list[str]:
     rows = [r for r in grouped_rows(report) if r.get("stages")]
     if not rows:
@@ -234,7 +301,7 @@ def _stage_table(report: dict) -> list[str]:
 
 def _matrix_table(report: dict) -> list[str]:
     """Markdown lines of `matrix_rows`, when the report holds more than one architecture."""
-    if len({arch_of_row(row) for row in report["rows"]}) < 2:
+    if not _several_archs(report):
         return []
     header, cells = matrix_rows(report)
     return ["## Architecture x runtime x precision", "",

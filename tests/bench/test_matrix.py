@@ -84,7 +84,7 @@ def test_markdown_and_console_lead_with_the_matrix(tmp_path, capsys):
     assert md.index("## Architecture x runtime x precision") < md.index("## Every row")
     header, _ = matrix_rows(report)
     assert "| " + " | ".join(header) + " |" in md
-    print_table(report)
+    print_table(report, wide=True)
     out = capsys.readouterr().out
     assert "architecture x runtime x precision" in out and "osnet_x0_25" in out
 
