@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ReidExportError
+from ..options import number, whole
 from ..runtimes import Runtime
 
 __all__ = ["DynamicBatcher", "BatchingSettings"]
@@ -54,12 +55,9 @@ class BatchingSettings:
     instances: int = 0
 
     def __post_init__(self) -> None:
-        if self.max_batch < 1:
-            raise ReidExportError(f"--max-batch must be 1 or more, got {self.max_batch}")
-        if self.max_delay_ms < 0:
-            raise ReidExportError(f"--max-delay-ms must be 0 or more, got {self.max_delay_ms}")
-        if self.instances < 0:
-            raise ReidExportError(f"--instances must be 0 (one per core) or more, got {self.instances}")
+        whole(self.max_batch, "--max-batch", low=1)
+        number(self.max_delay_ms, "--max-delay-ms", high=60_000)
+        whole(self.instances, "--instances", low=0, high=1024)  # 0: one per core
 
 
 @dataclass

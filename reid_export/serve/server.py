@@ -1,7 +1,12 @@
 """`reid-export serve`: the app under uvicorn, with safe defaults.
 
 * Binds 127.0.0.1 unless told otherwise; a non-loopback address without a token is refused.
-* The token comes from `--token` or the environment variable `REID_EXPORT_TOKEN`.
+* The token comes from `--token-file` (its first line), the environment variable `REID_EXPORT_TOKEN`, or
+  `--token` (which other users see in the process list); no log line shows it (`security.TokenFilter`).
+* Browsers: only the Host names it serves are answered, and changes only from its own origin
+  (`security.py`; `--allowed-hosts`, `--cors-origins`).
+* Slow clients: a request head must arrive within `--header-timeout-s`, each piece of a body within
+  `--body-timeout-s`; past `--max-connections` open connections, requests get 503 (`http_limits.py`).
 * SIGTERM / SIGINT: uvicorn stops accepting connections and lets in-flight requests finish
   (up to `GRACEFUL_SECONDS`); then the app's shutdown drains queued inference and closes the gallery
   (every gallery write is committed before its request is answered, so nothing is left pending).
@@ -14,11 +19,14 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import socket
 from dataclasses import replace
 
 from ..errors import ReidExportError
+from .http_limits import head_timeout_protocol
+from .security import TokenFilter, check_token
 from .service import ServeSettings
 
 __all__ = ["serve", "check_bind", "TOKEN_ENV", "GRACEFUL_SECONDS"]
@@ -32,7 +40,7 @@ def check_bind(host: str, token: str | None) -> None:
     if token or _is_loopback(host):
         return
     raise ReidExportError(f"refusing to serve on {host} without a token: anyone who can reach it could read and "
-                          f"change the gallery (personal data). Pass --token SECRET (or set {TOKEN_ENV}), "
+                          f"change the gallery (personal data). Pass --token-file PATH (or set {TOKEN_ENV}), "
                           "or bind 127.0.0.1")
 
 
@@ -45,12 +53,18 @@ def serve(settings: ServeSettings, *, log_level: str = "info", access_log: bool 
     from .app import create_app  # lazy: fastapi
 
     token = settings.token or os.environ.get(TOKEN_ENV) or None
-    check_bind(settings.host, token)
     if token != settings.token:
-        settings = replace(settings, token=token)
+        settings = replace(settings, token=check_token(token, f"${TOKEN_ENV}"))
+    check_bind(settings.host, token)
     app = create_app(settings)
+    # limit_concurrency counts the connection asking too: N + 1 serves N connections at once
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level, access_log=access_log,
-                            timeout_graceful_shutdown=GRACEFUL_SECONDS, server_header=False)
+                            timeout_graceful_shutdown=GRACEFUL_SECONDS, server_header=False,
+                            http=head_timeout_protocol(settings.header_timeout_s),
+                            limit_concurrency=settings.max_connections + 1)
+    if token:  # after Config, which sets uvicorn's logging up
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+            logging.getLogger(name).addFilter(TokenFilter(token))
     uvicorn.Server(config).run()  # a failed start-up exits with uvicorn's status 3
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ReidExportError
+from ..files import redact_url
 from .stores import GalleryStore, Hit
 
 __all__ = ["MilvusStore", "MAX_K"]
@@ -35,8 +36,8 @@ class MilvusStore(GalleryStore):
         try:
             self._client = MilvusClient(uri=self.uri, token=token)
         except Exception as e:  # pymilvus raises its own MilvusException types
-            raise ReidExportError(f"cannot connect to Milvus at {self.uri} ({e}); check --milvus-uri "
-                                  "(http://HOST:19530 for a server, a .db file path for milvus-lite)") from e
+            raise ReidExportError(redact_url(f"cannot connect to Milvus at {self.uri} ({e}); check --milvus-uri "
+                                             "(http://HOST:19530 for a server, a .db file path for milvus-lite)")) from e
         self._count = 0
         self._next_seq = 0
 

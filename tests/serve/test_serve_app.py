@@ -20,7 +20,9 @@ from reid_export.serve.uploads import UploadLimits  # noqa: E402
 
 def _client(gallery, tiny_onnx, **settings) -> TestClient:
     runtime = RecordingRuntime(tiny_onnx, threads=1)
-    return TestClient(create_app(ServeSettings(model=str(tiny_onnx), gallery=gallery, **settings), runtime=runtime))
+    # the Host a loopback server answers (TestClient sends "testserver" by default, which it refuses)
+    return TestClient(create_app(ServeSettings(model=str(tiny_onnx), gallery=gallery, **settings), runtime=runtime),
+                      base_url="http://127.0.0.1")
 
 
 def _png(width: int, height: int, colour=(200, 30, 60)) -> bytes:
