@@ -19,7 +19,8 @@ def free_port() -> int:
 
 
 class LiveServer:
-    def __init__(self, args: list[str], *, env: dict | None = None):
+    def __init__(self, args: list[str], *, env: dict | None = None, headers: dict | None = None):
+        self.headers = headers or {}  # of the readiness probe: the token of a server started with one
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.args = args
@@ -35,7 +36,7 @@ class LiveServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.process.stdout.read()}")
             try:
-                if httpx.get(self.url + "/readyz", timeout=1.0).status_code == 200:
+                if httpx.get(self.url + "/readyz", headers=self.headers, timeout=1.0).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -57,3 +58,18 @@ class LiveServer:
 
     def output(self) -> str:
         return self.process.stdout.read() if self.process and self.process.poll() is not None else ""
+
+
+def wait_for_commits(gallery, process: subprocess.Popen, *, after: int, commits: int = 3) -> None:
+    """Wait until the gallery's manifest is `commits` generations past `after`, or `process` ended (bounded at
+    120 s: a bound on the wait, not a timing assertion), so a test can stop a writer mid-way."""
+    import json
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if json.loads((gallery / "gallery.json").read_text())["generation"] >= after + commits:
+                return
+        except (ValueError, OSError):
+            pass  # the manifest is replaced atomically; a read races only with the rename
+        time.sleep(0.005)

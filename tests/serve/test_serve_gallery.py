@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
+from serve_helpers import wait_for_commits
 
 from reid_export.artefacts.tensorrt_sidecar import file_sha256
 from reid_export.data.market1501 import parse_name
@@ -138,14 +137,7 @@ def test_sigkill_during_index_add_leaves_a_loadable_gallery_missing_only_the_com
                                 *map(str, sources), "--model", str(tiny_onnx), "--commit-every", str(commit_every),
                                 "--batch-size", "2", "-q"],
                                env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if json.loads((gallery / MANIFEST).read_text())["generation"] >= start_generation + 3:
-                break
-        except (ValueError, OSError):
-            pass  # the manifest is replaced atomically; a read races only with the rename
-        time.sleep(0.005)
+    wait_for_commits(gallery, process, after=start_generation)
     process.send_signal(signal.SIGKILL)
     process.wait()
     with Gallery.open(gallery, writable=True) as g:  # loadable; the writer's leftovers are cleaned
