@@ -1,4 +1,5 @@
-"""The fault sweep (tests/faults/sweep.py) as tests: one per case, all run once, in parallel."""
+"""The fault sweep (tests/faults/sweep.py) as tests: one per case, all run once, in parallel, with two live
+servers shared by the serve cases."""
 
 from __future__ import annotations
 
@@ -10,10 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import sweep  # noqa: E402
 
-_NAMES = [c.name for c in sweep.cases({k: Path("/x") for k in (
-    "base", "market", "bad_market", "ckpt", "backbone", "nan", "wrong_arch", "odd_arch", "evil", "garbage_pt", "onnx",
-    "garbage_onnx", "lying", "external", "dir_onnx", "file", "xyz", "bad_report", "earlier", "full_folder",
-    "existing", "existing_pt", "locked")})]
+_NAMES = [c.name for c in sweep.cases(sweep.placeholder_fixtures())]
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +19,12 @@ def outcomes(tmp_path_factory):
     return {o.case.name: o for o in sweep.run_sweep(tmp_path_factory.mktemp("faults"))}
 
 
-def test_the_sweep_covers_at_least_60_faults():
-    assert len(_NAMES) >= 60 and len(set(_NAMES)) == len(_NAMES)
+def test_the_sweep_covers_at_least_150_faults_in_every_category():
+    cases = sweep.cases(sweep.placeholder_fixtures())
+    assert len(_NAMES) >= 150 and len(set(_NAMES)) == len(_NAMES)
+    categories = {c.category for c in cases}
+    assert {"security", "data-loss", "input", "honest", "image", "serve"} <= categories, categories
+    assert sum(c.http is not None for c in cases) >= 40, "the serve cases shrank"
 
 
 @pytest.mark.parametrize("name", _NAMES)
@@ -33,4 +35,7 @@ def test_fault_gives_a_clear_message_and_exit_code(outcomes, name):
 
 def test_sweep_counts_are_all_zero(outcomes):
     counts = sweep.summary(list(outcomes.values()))
-    assert counts["tracebacks"] == 0 and counts["data_loss"] == 0 and counts["unclear_messages"] == 0
+    print(counts)
+    assert {k: v for k, v in counts.items() if k not in ("cases", "passed")} == {
+        "server_errors_5xx": 0, "tracebacks": 0, "data_loss": 0, "unclear_messages": 0, "wrong_exit_codes": 0,
+        "servers_down": 0}, counts
