@@ -71,7 +71,7 @@ def test_truncated_or_foreign_files_give_a_clear_error(tmp_path):
         load_model(cut)
     other = tmp_path / "other.pth"
     torch.save({"encoder.weight": torch.zeros(3)}, other)
-    with pytest.raises(CheckpointError, match="not a ResNet backbone"):
+    with pytest.raises(CheckpointError, match="other.pth: matches no supported layout. Nearest: "):
         load_model(other)
     with pytest.raises(CheckpointError, match="no such file"):
         load_model(tmp_path / "missing.pth")

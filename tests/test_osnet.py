@@ -71,11 +71,11 @@ def test_zero_init_residual_starts_every_block_as_its_shortcut():
         torch.testing.assert_close(block(x), torch.relu(block.shortcut(x)))
 
 
-def test_ibn_variant_uses_instance_norm_in_the_lower_layers_only():
-    backbone = build_osnet("osnet_ibn_x1_0")
+def test_ibn_variant_uses_instance_norm_in_the_stem_and_conv2_only():
+    backbone = build_osnet("osnet_ibn_x1_0")  # where the authors' code (torchreid) puts it
     assert isinstance(backbone.conv1.norm, nn.InstanceNorm2d)
-    assert all(b.instance_norm is not None for b in (*backbone.conv2, *backbone.conv3))
-    assert all(b.instance_norm is None for b in backbone.conv4)
+    assert all(b.instance_norm is not None for b in backbone.conv2)
+    assert all(b.instance_norm is None for b in (*backbone.conv3, *backbone.conv4))
 
 
 def test_resnet_only_options_are_refused_clearly():

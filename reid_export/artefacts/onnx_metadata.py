@@ -16,7 +16,7 @@ from ..contract import METADATA_KEY, Preprocess
 from ..errors import ExportError
 
 __all__ = ["INPUT_NAME", "EMBEDDING_NAME", "ATTRIBUTES_NAME", "METADATA_KEY", "MODEL_KEY", "PRECISION_KEY",
-           "VERSION_KEY", "CALIBRATION_KEY", "OnnxInfo", "read_onnx_info", "read_metadata", "read_contract",
+           "VERSION_KEY", "CALIBRATION_KEY", "IMPORT_KEY", "OnnxInfo", "read_onnx_info", "read_metadata", "read_contract",
            "contract_from_metadata", "set_metadata", "opset_of"]
 
 INPUT_NAME = "input"
@@ -26,6 +26,7 @@ MODEL_KEY = "reid_export.model"  # JSON: arch, embedding_dim, ... (what ReidNet 
 PRECISION_KEY = "reid_export.precision"  # fp32 | fp16 | int8
 VERSION_KEY = "reid_export.version"  # the reid-export that wrote the file
 CALIBRATION_KEY = "reid_export.calibration"  # JSON, INT8 only: method, images, activations, data source
+IMPORT_KEY = "reid_export.import"  # JSON, weights trained elsewhere only: models.foreign.ImportSummary (source, ...)
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class OnnxInfo:
     model: dict = field(default_factory=dict)  # MODEL_KEY, parsed
     calibration: dict = field(default_factory=dict)  # CALIBRATION_KEY, parsed ({} unless INT8)
     input_shape: tuple = ()  # the graph input's dims as declared (symbolic batch as a string)
+    imported: dict = field(default_factory=dict)  # IMPORT_KEY, parsed ({} unless imported from another project)
+    outputs: tuple = ()  # (name, dims) of each graph output, dims as in input_shape
 
 
 def read_onnx_info(path: str | Path) -> OnnxInfo:
@@ -45,14 +48,13 @@ def read_onnx_info(path: str | Path) -> OnnxInfo:
     or foreign file."""
     proto = _load(path)
     meta = {p.key: p.value for p in proto.metadata_props}
-    dims = ()
-    if proto.graph.input:
-        shape = proto.graph.input[0].type.tensor_type.shape
-        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in shape.dim)
+    dims = _dims(proto.graph.input[0]) if proto.graph.input else ()
     return OnnxInfo(path=Path(path), contract=contract_from_metadata(meta, source=str(path)),
                     precision=meta.get(PRECISION_KEY, "fp32"), opset=opset_of(proto), metadata=meta,
                     model=_json(meta.get(MODEL_KEY), path, MODEL_KEY),
-                    calibration=_json(meta.get(CALIBRATION_KEY), path, CALIBRATION_KEY), input_shape=dims)
+                    calibration=_json(meta.get(CALIBRATION_KEY), path, CALIBRATION_KEY), input_shape=dims,
+                    imported=_json(meta.get(IMPORT_KEY), path, IMPORT_KEY),
+                    outputs=tuple((o.name, _dims(o)) for o in proto.graph.output))
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -70,7 +72,9 @@ def contract_from_metadata(meta: dict[str, str], *, source: str) -> Preprocess:
     if METADATA_KEY not in meta:
         raise ExportError(
             f"{source}: has no '{METADATA_KEY}' metadata, so its input size and normalisation are unknown; "
-            "export it with `reid-export onnx` (which records them)"
+            f"if it was exported elsewhere, record them with `reid-export adopt {source} -o ADOPTED.onnx --height H "
+            "--width W --mean R,G,B --std R,G,B --color rgb` (or with a boxmot NAME.onnx.metadata.json beside it) "
+            "and use the adopted copy; a reid-export checkpoint is exported with `reid-export onnx` (which records them)"
         )
     return Preprocess.from_json(meta[METADATA_KEY], source=source)
 
@@ -97,9 +101,45 @@ def _load(path: str | Path):
     if not path.is_file():
         raise ExportError(f"{path}: no such ONNX file; export one with `reid-export onnx CKPT -o {path}`")
     try:
-        return onnx.load(str(path), load_external_data=False)
+        proto = onnx.load(str(path), load_external_data=False)
     except Exception as e:
         raise ExportError(f"{path}: not a readable ONNX file ({e}); re-export it with `reid-export onnx`") from e
+    _check_external_data(path, proto)
+    return proto
+
+
+def _check_external_data(path: Path, proto) -> None:
+    """Every file the graph names for its weights (external data) resolves inside the model's folder, links
+    followed: a model never makes a runtime read a file elsewhere (checked before any runtime loads it)."""
+    folder = path.parent.resolve()
+    for tensor, location in _external_locations(proto.graph):
+        plain = bool(location) and "\x00" not in location and not Path(location).is_absolute()
+        target = (path.parent / location).resolve() if plain else None
+        if target is None or target == folder or not target.is_relative_to(folder):
+            how = "a link out of" if plain and ".." not in Path(location).parts else "outside"
+            raise ExportError(f"{path}: tensor {tensor!r} takes its weights from {location[:200]!r}, {how} the "
+                              f"model's folder {folder}; a model may only name data files beside it, so it was "
+                              "refused: keep the .onnx and its data file in one folder (save it with a plain file "
+                              "name as the location)")
+
+
+def _external_locations(graph):
+    """(tensor name, location) of each tensor in `graph` and its subgraphs whose data is in another file."""
+    tensors = [*graph.initializer, *(t for s in graph.sparse_initializer for t in (s.values, s.indices))]
+    for node in graph.node:
+        for attr in node.attribute:
+            tensors += [attr.t, *attr.tensors]
+            for sub in (attr.g, *attr.graphs):
+                yield from _external_locations(sub)
+    for tensor in tensors:
+        if tensor.data_location == tensor.EXTERNAL:
+            yield tensor.name, next((e.value for e in tensor.external_data if e.key == "location"), "")
+
+
+def _dims(value_info) -> tuple:
+    """A graph input's or output's dims as declared: ints, a symbolic one by its name, "?" when unnamed."""
+    return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+                 for d in value_info.type.tensor_type.shape.dim)
 
 
 def _json(text: str | None, path, key: str) -> dict:

@@ -41,6 +41,7 @@ __all__ = [
     "TRACKER_SIDECAR_FORMAT",
     "boxmot_differences",
     "follow_onnx",
+    "read_sidecar_json",
     "read_tracker_sidecar",
     "tracker_sidecar",
     "tracker_sidecar_path",
@@ -89,7 +90,7 @@ def write_tracker_sidecar(onnx_path: str | Path) -> Path:
     onnx_path = Path(onnx_path)
     path = tracker_sidecar_path(onnx_path)
     sidecar = tracker_sidecar(onnx_path)
-    old = _read_json(path)
+    old = read_sidecar_json(path)
     if old is not None:
         recorded = (old.get("reid_export") or {}).get("onnx", {}).get("sha256")
         if recorded != sidecar["reid_export"]["onnx"]["sha256"]:
@@ -104,7 +105,7 @@ def read_tracker_sidecar(onnx_path: str | Path) -> dict:
     onnx_path = Path(onnx_path)
     path = tracker_sidecar_path(onnx_path)
     fix = f"re-export with `reid-export onnx CKPT -o {onnx_path} --overwrite`"
-    sidecar = _read_json(path)
+    sidecar = read_sidecar_json(path)
     if sidecar is None:
         raise ExportError(f"{onnx_path}: no readable tracker sidecar {path.name} next to it; {fix}")
     ours = sidecar.get("reid_export") or {}
@@ -149,7 +150,9 @@ def boxmot_differences(contract: Preprocess) -> list[str]:
     return out
 
 
-def _read_json(path: Path) -> dict | None:
+def read_sidecar_json(path: Path) -> dict | None:
+    """A sidecar file's JSON object, or None when it is missing, unreadable or not an object (a tracker's or
+    boxmot's own sidecar, read leniently)."""
     try:
         value = json.loads(path.read_text())
     except (OSError, ValueError):

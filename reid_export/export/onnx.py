@@ -8,32 +8,23 @@ every runtime reads them back).
 
 from __future__ import annotations
 
-import json
+import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .. import __version__
-from ..artefacts.onnx_metadata import (
-    ATTRIBUTES_NAME,
-    EMBEDDING_NAME,
-    INPUT_NAME,
-    METADATA_KEY,
-    MODEL_KEY,
-    PRECISION_KEY,
-    VERSION_KEY,
-    set_metadata,
-)
-from ..artefacts.tracker_sidecar import write_tracker_sidecar
+from ..artefacts.onnx_metadata import ATTRIBUTES_NAME, EMBEDDING_NAME, IMPORT_KEY, INPUT_NAME
+from ..artefacts.onnx_writer import write_onnx_artefact
 from ..contract import Preprocess
 from ..errors import ExportError
-from ..files import atomic_path, check_writable_dir, refuse_existing
+from ..files import check_writable_dir, refuse_existing
 from ..models import ReidNet, attribute_probabilities
 from .settings import DEFAULT_OPSET, MIN_OPSET
 
-__all__ = ["DEFAULT_OPSET", "EmbeddingModel", "export_onnx", "supported_opsets"]
+__all__ = ["DEFAULT_OPSET", "EmbeddingModel", "export_onnx", "model_description", "supported_opsets",
+           "refuse_onnx_output", "is_onnx_file"]
 
 
 class EmbeddingModel(nn.Module):
@@ -60,13 +51,14 @@ def export_onnx(model: ReidNet, out: str | Path, *, opset: int = DEFAULT_OPSET, 
 
     `exporter`: "dynamo" (torch.export based, the default) or "torchscript" (the legacy tracer, kept as a
     fallback for models the dynamo exporter cannot handle). The file is written next to `out` first and
-    renamed at the end; an existing `out` is refused unless `overwrite`."""
+    renamed at the end (`artefacts.onnx_writer`, with its tracker sidecar); an existing `out` is refused unless
+    `overwrite`."""
     import onnx
 
     out = Path(out)
     if out.suffix != ".onnx":
         raise ExportError(f"{out}: the output file must end in .onnx")
-    refuse_existing(out, overwrite=overwrite, error=ExportError)
+    refuse_onnx_output(out, overwrite=overwrite)
     check_writable_dir(out.parent, what=f"-o {out}: its folder")  # before the export, not at the rename
     if exporter not in ("dynamo", "torchscript"):
         raise ExportError(f"unknown exporter {exporter!r}; choose 'dynamo' or 'torchscript'")
@@ -82,25 +74,45 @@ def export_onnx(model: ReidNet, out: str | Path, *, opset: int = DEFAULT_OPSET, 
     wrapper = EmbeddingModel(model, l2_normalize, with_attributes).eval().cpu()
     outputs = [EMBEDDING_NAME, ATTRIBUTES_NAME] if with_attributes else [EMBEDDING_NAME]
     example = torch.zeros(2, *contract.input_shape)
-    with atomic_path(out) as tmp:
-        _torch_export(wrapper, example, tmp, opset, exporter, outputs)
-        proto = onnx.load(str(tmp))
-        meta = {
-            METADATA_KEY: contract.to_json(),
-            MODEL_KEY: json.dumps({k: v for k, v in model.config.to_dict().items() if k != "preprocess"}
-                                  | {"embedding_dim": model.config.embedding_dim}, sort_keys=True),
-            PRECISION_KEY: "fp32",
-            VERSION_KEY: __version__,
-        }
-        set_metadata(proto, meta)
-        written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
-        if written != opset:  # the exporter fell back silently: say so rather than report the wrong opset
-            raise ExportError(f"asked for opset {opset} but the {exporter} exporter wrote opset {written}; "
-                              f"choose --opset {written}, or another exporter")
-        onnx.checker.check_model(proto, full_check=True)
-        onnx.save(proto, str(tmp))
-    write_tracker_sidecar(out)  # out.onnx.metadata.json, what boxmot reads; replaced together with the ONNX
-    return out
+    with tempfile.TemporaryDirectory(prefix="reid-export-") as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        _torch_export(wrapper, example, raw, opset, exporter, outputs)
+        proto = onnx.load(str(raw))
+    written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if written != opset:  # the exporter fell back silently: say so rather than report the wrong opset
+        raise ExportError(f"asked for opset {opset} but the {exporter} exporter wrote opset {written}; "
+                          f"choose --opset {written}, or another exporter")
+    onnx.checker.check_model(proto, full_check=True)
+    model_info = model_description(model)
+    # the ONNX and its tracker sidecar (out.onnx.metadata.json, what boxmot reads), written together
+    imported = getattr(model, "import_summary", None)  # weights trained elsewhere: what the importer found
+    return write_onnx_artefact(proto, out, contract=contract, precision="fp32", model_info=model_info, check=False,
+                               extra={IMPORT_KEY: imported} if imported else None)
+
+
+def model_description(model: ReidNet) -> dict:
+    """What an artefact records about its model (the metadata's `reid_export.model`): the config without the
+    contract, which is stored on its own, and the embedding size."""
+    return ({k: v for k, v in model.config.to_dict().items() if k != "preprocess"}
+            | {"embedding_dim": model.config.embedding_dim})
+
+
+def refuse_onnx_output(out: str | Path, *, overwrite: bool, inputs=()) -> None:
+    """-o of an ONNX export: a free path, or with `overwrite` an ONNX file (never a checkpoint or anything
+    else the user keeps there), and never one of the command's `inputs`."""
+    refuse_existing(out, overwrite=overwrite, error=ExportError, inputs=inputs, own=is_onnx_file,
+                    kind="an ONNX file")
+
+
+def is_onnx_file(path: str | Path) -> bool:
+    """Whether `path` parses as an ONNX model with a graph (the weights are not read)."""
+    import onnx  # as export_onnx: only commands that write ONNX need it
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - whatever the parser says, it is not an ONNX file
+        return False
+    return proto.ir_version > 0 and len(proto.graph.node) > 0
 
 
 def supported_opsets(exporter: str = "dynamo") -> range:

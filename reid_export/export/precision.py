@@ -13,19 +13,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from ..artefacts.onnx_metadata import CALIBRATION_KEY, INPUT_NAME, METADATA_KEY, PRECISION_KEY, read_onnx_info, set_metadata
-from ..artefacts.tracker_sidecar import write_tracker_sidecar
+from ..artefacts.onnx_metadata import CALIBRATION_KEY, INPUT_NAME, read_onnx_info
+from ..artefacts.onnx_writer import write_onnx_artefact
 from ..data.market1501 import load_market1501
 from ..errors import DataError, ExportError
-from ..files import atomic_path, refuse_existing
-from .onnx import export_onnx
+from .onnx import export_onnx, refuse_onnx_output
 from .settings import PRECISIONS, Int8Settings
 
 __all__ = ["export_at_precision", "convert_fp16", "quantize_int8", "prepare_int8", "calibration_images", "calibration_record",
@@ -42,7 +40,7 @@ def export_at_precision(model, out: str | Path, *, precision: str = "fp32", cali
     if precision not in PRECISIONS:
         raise ExportError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     out = Path(out)
-    refuse_existing(out, overwrite=overwrite, error=ExportError)
+    refuse_onnx_output(out, overwrite=overwrite)
     if precision == "int8" and calib_data is None:
         raise ExportError("--precision int8 needs --calib-data DIR: a Market-1501 folder whose bounding_box_train/ "
                           "images calibrate the activation ranges")
@@ -74,9 +72,7 @@ def convert_fp16(src: str | Path, out: str | Path) -> Path:
         half = convert_float_to_float16(proto, keep_io_types=True,
                                         op_block_list=["ReduceL2", "Div", "Clip", "Max", "ReduceSumSquare", "Sqrt"])
     _restore_float32_outputs(half)
-    meta = read_onnx_info(src).metadata | {PRECISION_KEY: "fp16"}
-    set_metadata(half, meta)
-    return _save_checked(half, out)
+    return _save_checked(half, out, src, precision="fp16")
 
 
 def quantize_int8(src: str | Path, out: str | Path, calibration_paths: list[Path],
@@ -89,7 +85,7 @@ def quantize_int8(src: str | Path, out: str | Path, calibration_paths: list[Path
 
     refuse_evaluation_images(calibration_paths)
     info = read_onnx_info(src)
-    meta, contract = info.metadata, info.contract
+    contract = info.contract
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[settings.method]
     symmetric = settings.activations == "int8"
@@ -113,8 +109,7 @@ def quantize_int8(src: str | Path, out: str | Path, calibration_paths: list[Path
                             nodes_to_exclude=list(nodes_to_exclude))
         proto = onnx.load(str(quantized))
     record = asdict(settings) | calibration_record(calibration_paths) | {"fp32_nodes": list(nodes_to_exclude)}
-    set_metadata(proto, meta | {PRECISION_KEY: "int8", CALIBRATION_KEY: json.dumps(record, sort_keys=True)})
-    return _save_checked(proto, out)
+    return _save_checked(proto, out, src, precision="int8", extra={CALIBRATION_KEY: record})
 
 
 def prepare_int8(src: str | Path, out: str | Path) -> Path:
@@ -199,17 +194,12 @@ def _restore_float32_outputs(proto) -> None:
         tensor_type.elem_type = TensorProto.FLOAT
 
 
-def _save_checked(proto, out: str | Path) -> Path:
-    import onnx
-
-    if METADATA_KEY not in {p.key for p in proto.metadata_props}:
-        raise ExportError(f"{out}: the preprocessing contract was lost while converting; this is a bug")
+def _save_checked(proto, out: str | Path, src: str | Path, *, precision: str, extra: dict | None = None) -> Path:
+    """The converted graph, with `src`'s metadata (contract, model, ...) at `precision`, and its tracker sidecar."""
     _drop_unused_domains(proto)
-    onnx.checker.check_model(proto)
-    with atomic_path(out) as tmp:
-        onnx.save(proto, str(tmp))
-    write_tracker_sidecar(out)  # out.onnx.metadata.json, what boxmot reads; replaced together with the ONNX
-    return Path(out)
+    info = read_onnx_info(src)  # the converters do not all keep metadata_props: take them from the source
+    return write_onnx_artefact(proto, out, contract=info.contract, precision=precision, model_info=info.model,
+                               extra=info.metadata | (extra or {}))
 
 
 def _drop_unused_domains(proto) -> None:

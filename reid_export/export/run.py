@@ -17,17 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..artefacts.onnx_metadata import OnnxInfo, read_onnx_info
-from ..checkpoint import FORMAT, load_model
+from ..checkpoint import Checkpoint, load_model
 from ..errors import ExportError
-from ..files import ENGINES_DIR, refuse_existing
+from ..files import ENGINES_DIR
 from ..models import torch_load, with_embedding
 from .int8_search import SearchResult, int8_with_accuracy_control
-from .onnx import export_onnx
+from .onnx import export_onnx, refuse_onnx_output
 from .precision import export_at_precision
 from .settings import ExportOptions
 from .verify import ParityResult, verify_export
 
-__all__ = ["ExportResult", "export_model", "default_output", "recorded_validation_ids"]
+__all__ = ["ExportResult", "export_model", "export_loaded_model", "default_output", "recorded_validation_ids"]
 
 
 @dataclass(frozen=True)
@@ -50,22 +50,33 @@ def default_output(artefact: str | Path, precision: str) -> Path:
 def recorded_validation_ids(artefact: str | Path) -> list[int] | None:
     """The training ids a reid-export checkpoint held out for validation; None for other files."""
     obj = torch_load(artefact)
-    if not (isinstance(obj, dict) and obj.get("format") == FORMAT):
-        return None
-    return list((obj.get("validation") or {}).get("ids") or []) or None
+    return Checkpoint.from_dict(obj, source=str(artefact)).validation_ids if Checkpoint.holds(obj) else None
 
 
 def export_model(artefact: str | Path, out: str | Path | None = None, options: ExportOptions = ExportOptions(), *,
                  calib_data: str | Path | None = None, data: str | Path | None = None,
-                 input_size: tuple[int | None, int | None] | None = None, progress: bool = True,
-                 log=print) -> ExportResult:
-    """Export a checkpoint (or bare backbone) to ONNX and check it against PyTorch on `data`'s images
-    (random tensors without `data`)."""
-    model = load_model(artefact, input_size=input_size)
+                 input_size: tuple[int | None, int | None] | None = None,
+                 mean: tuple[float, float, float] | None = None, std: tuple[float, float, float] | None = None,
+                 config: dict | None = None, progress: bool = True, log=print) -> ExportResult:
+    """Export a checkpoint (or bare backbone, or another project's weights) to ONNX and check it against
+    PyTorch on `data`'s images (random tensors without `data`). `input_size`, `mean`, `std` override the
+    contract (`checkpoint.load_model`); `config` is the foreign project's parsed config file (fast-reid's YAML)."""
+    out = Path(out) if out is not None else default_output(artefact, options.precision)
+    refuse_onnx_output(out, overwrite=options.overwrite, inputs=(artefact,))  # before any work
+    model = load_model(artefact, input_size=input_size, mean=mean, std=std, config=config, log=log)
+    validation_ids = recorded_validation_ids(artefact) if options.int8_search is not None else None
+    return export_loaded_model(model, out, options, calib_data=calib_data, data=data, validation_ids=validation_ids,
+                               progress=progress, log=log)
+
+
+def export_loaded_model(model, out: Path, options: ExportOptions = ExportOptions(), *,
+                        calib_data: str | Path | None = None, data: str | Path | None = None,
+                        validation_ids: list[int] | None = None, progress: bool = True, log=print) -> ExportResult:
+    """`export_model` for a model already in memory (a ReidNet, or a `factory.FactoryNet`): export at the
+    precision, then the parity check. `validation_ids`: the training ids INT8 accuracy control measures on."""
     if options.embedding != "auto":
         model = with_embedding(model, options.embedding)
     with_attributes = model.attribute_head is not None if options.with_attributes is None else options.with_attributes
-    out = Path(out) if out is not None else default_output(artefact, options.precision)
     onnx_options = {"opset": options.opset, "l2_normalize": options.l2_normalize, "with_attributes": with_attributes,
                     "exporter": options.exporter}
     search = None
@@ -73,12 +84,11 @@ def export_model(artefact: str | Path, out: str | Path | None = None, options: E
         if calib_data is None:
             raise ExportError("--max-map-drop needs --calib-data DIR: a Market-1501 folder whose bounding_box_train/ "
                               "gives the calibration images and the validation ids the mAP is measured on")
-        refuse_existing(out, overwrite=options.overwrite, error=ExportError)
         with tempfile.TemporaryDirectory(prefix="reid-export-") as tmp:
             fp32 = export_onnx(model, Path(tmp) / "fp32.onnx", **onnx_options)
             search = int8_with_accuracy_control(fp32, out, calib_data=calib_data, settings=options.int8,
                                                 search=options.int8_search,
-                                                validation_ids=recorded_validation_ids(artefact),
+                                                validation_ids=validation_ids,
                                                 progress=progress, log=log)
         path = search.path
     else:

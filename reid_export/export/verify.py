@@ -24,11 +24,10 @@ from ..data.market1501 import load_market1501
 from ..errors import DataError
 from ..evaluation.agreement import embedding_agreement
 from ..runtimes import make_runtime
+from .settings import DEFAULT_MIN_COSINE
 
 __all__ = ["DEFAULT_MIN_COSINE", "PARITY_IMAGES", "ParityResult", "check_parity", "verify_export", "sample_batch"]
 
-# parity threshold against PyTorch FP32 that an export must reach, per precision
-DEFAULT_MIN_COSINE = {"fp32": 0.9999, "fp16": 0.999, "int8": 0.98}
 PARITY_IMAGES = 32  # images (or random tensors) in the parity batch
 
 
@@ -53,9 +52,10 @@ class ParityResult:
                 f"reproduce PyTorch closely enough and {fate} (--keep-failed keeps it, --min-cosine changes the bar)")
 
 
-def check_parity(model, onnx_path: str | Path, batch) -> dict[str, float]:
-    """Run the same float32 batch through PyTorch and ONNX Runtime (CPU); returns `embedding_agreement`."""
-    with make_runtime("torch", model) as ref, make_runtime("onnxruntime", onnx_path) as ort:
+def check_parity(model, onnx_path: str | Path, batch, *, runtime: str = "onnxruntime") -> dict[str, float]:
+    """Run the same float32 batch through PyTorch and the export on `runtime` (ONNX Runtime on the CPU, or
+    `torch-aot` for a .pt2); returns `embedding_agreement`."""
+    with make_runtime("torch", model) as ref, make_runtime(runtime, onnx_path) as ort:
         if ort.contract.l2_normalized != ref.contract.l2_normalized:
             ref.contract = ort.contract  # compare like with like: the export chose the normalisation
         expected, got = ref.infer(batch), ort.infer(batch)

@@ -1,4 +1,5 @@
-"""ReidNet: a torchvision ResNet or an OSNet (`osnet`) backbone, an optional BNNeck, an ID classifier head, attribute heads.
+"""ReidNet: a torchvision ResNet or an OSNet (`osnet`) backbone, a global pooling (`heads`), an optional reduction
+and BNNeck, an ID classifier head, attribute heads.
 
 Reading order: the config, the network, its builder, then weight-loading helpers.
 
@@ -15,6 +16,11 @@ The backbone is held as `nn.Sequential(conv1, bn1, relu, maxpool, layer1..layer4
 indices as the seed notebook's `nn.Sequential(*list(resnet.children())[:-1])`, so its
 `resnet50_market1501_backbone.pth` (keys `0.weight`, `1.running_mean`, `4.0.conv1.weight`, ...)
 loads into `model.backbone` as it is.
+
+Options for models trained elsewhere (fast-reid's BoT / SBS): `ibn` (ResNet-IBN-a: the first BN of every
+block in layers 1-3 is half instance norm, half batch norm), `stem_pool="ceil"` (the stem's max pool without
+padding, in ceil mode), `pooling` (average, max, both, GeM) and `reduction` (a bias-free linear map from the
+pooled feature to a smaller embedding, before the neck).
 """
 
 from __future__ import annotations
@@ -27,9 +33,10 @@ from torch import nn
 from ..contract import Preprocess
 from ..data.attributes import HEAD_OUTPUTS, NUM_AGE_CLASSES, split_attributes
 from ..errors import CheckpointError
+from .heads import POOLINGS, build_pool
 from .osnet import OSNET_ARCHS, OSNET_EMBEDDING_DIM, build_osnet, osnet_arch_of
 
-__all__ = ["ARCHS", "ATTRIBUTE_LOGITS", "EMBEDDINGS", "ModelConfig", "ReidNet", "build_model", "with_embedding", "load_backbone_weights", "infer_arch",
+__all__ = ["ARCHS", "ATTRIBUTE_LOGITS", "EMBEDDINGS", "STEM_POOLS", "InstanceBatchNorm", "ModelConfig", "ReidNet", "build_model", "with_embedding", "load_backbone_weights", "infer_arch",
            "attribute_probabilities", "split_attributes", "normalise_backbone_keys", "torch_load"]
 
 # arch -> (blocks per stage, bottleneck?, embedding dim)
@@ -43,6 +50,7 @@ ARCHS: dict[str, tuple[tuple[int, int, int, int], bool, int]] = {
 }
 ATTRIBUTE_LOGITS = HEAD_OUTPUTS  # age classes | binary attributes | upper colours | lower colours
 EMBEDDINGS = ("neck", "pooled")  # the two features `ReidNet.embed` can return
+STEM_POOLS = ("padded", "ceil")  # the ResNet stem's 3x3/2 max pool: padding 1 (torchvision) | none, ceil mode
 _TV_NAMES = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
 
 
@@ -56,6 +64,11 @@ class ModelConfig:
     attributes: bool = False  # add the 27 Market-1501 attribute heads (30 logits) on the embedding
     preprocess: Preprocess = field(default_factory=Preprocess)  # the input contract
     embedding: str = "neck"  # what `embed` returns (exported, ranked): "neck" output or "pooled" feature
+    pooling: str = "avg"  # global pooling, one of heads.POOLINGS: avg | max | avgmax | gem (learnable p)
+    ibn: bool = False  # ResNet-IBN-a: bn1 of every block in layers 1-3 is half InstanceNorm, half BN (ResNet only)
+    stem_pool: str = "padded"  # one of STEM_POOLS; "ceil" is fast-reid's stem (ResNet only)
+    reduction: int = 0  # > 0: a bias-free linear map pooled -> this many dims before the neck (the embedding size)
+    fc_dim: int = 0  # > 0: torchreid's fc after pooling, Linear + BN1d + ReLU to this many dims (the embedding size)
 
     def __post_init__(self) -> None:
         if isinstance(self.preprocess, dict):
@@ -71,10 +84,25 @@ class ModelConfig:
                                   "to change: set last_stride = 2 (or pick a resnet arch)")
         if self.embedding not in EMBEDDINGS:
             raise CheckpointError(f"unknown embedding {self.embedding!r}; choose one of {', '.join(EMBEDDINGS)}")
+        if self.pooling not in POOLINGS:
+            raise CheckpointError(f"unknown pooling {self.pooling!r}; choose one of {', '.join(POOLINGS)}")
+        if self.stem_pool not in STEM_POOLS:
+            raise CheckpointError(f"unknown stem_pool {self.stem_pool!r}; choose one of {', '.join(STEM_POOLS)}")
+        if self.reduction < 0:
+            raise CheckpointError(f"reduction must be 0 (none) or a positive embedding size, got {self.reduction}")
+        if self.fc_dim < 0 or (self.fc_dim and (self.reduction or self.arch in OSNET_ARCHS)):
+            raise CheckpointError(f"fc_dim={self.fc_dim}: a ResNet option (OSNet has its fc inside the backbone) that "
+                                  "excludes reduction; set fc_dim = 0, or a positive size with reduction = 0")
+        resnet_only = {"ibn": (self.ibn, False), "stem_pool": (self.stem_pool, "padded"), "pooling": (self.pooling, "avg")}
+        changed = [f"{name}={value!r}" for name, (value, default) in resnet_only.items() if value != default]
+        if self.arch in OSNET_ARCHS and changed:
+            raise CheckpointError(f"{', '.join(changed)}: ResNet options; {self.arch} pools inside its backbone and "
+                                  "has no IBN-a blocks or max-pool stem to change: leave them at their defaults "
+                                  "(or pick a resnet arch)")
 
     @property
     def embedding_dim(self) -> int:
-        return ARCHS[self.arch][2]
+        return self.fc_dim or self.reduction or ARCHS[self.arch][2]
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -87,15 +115,33 @@ class ModelConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
+class InstanceBatchNorm(nn.Module):
+    """IBN-a's normalisation (Pan, Luo, Shi and Tang, ECCV 2018): the first half of the channels (rounded down)
+    go through an affine InstanceNorm, the rest through BatchNorm, concatenated back in order."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.sizes = [channels // 2, channels - channels // 2]
+        self.instance = nn.InstanceNorm2d(self.sizes[0], affine=True)
+        self.batch = nn.BatchNorm2d(self.sizes[1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        first, rest = torch.split(x, self.sizes, dim=1)
+        return torch.cat([self.instance(first.contiguous()), self.batch(rest.contiguous())], dim=1)
+
+
 class ReidNet(nn.Module):
-    """ResNet backbone -> global average pool -> (BNNeck) -> embedding -> ID logits."""
+    """Backbone -> global pool -> (reduction) -> (BNNeck) -> embedding -> ID logits."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
         self.backbone = (build_osnet(config.arch, zero_init_residual=config.zero_init_residual)
                          if config.arch in OSNET_ARCHS else _torchvision_backbone(config))
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = build_pool(config.pooling)
+        self.reduce = nn.Linear(ARCHS[config.arch][2], config.reduction, bias=False) if config.reduction else None
+        self.fc = _fc_layer(ARCHS[config.arch][2], config.fc_dim) if config.fc_dim else None
+        self.import_summary: dict | None = None  # what an importer of foreign weights found (models.foreign)
         dim = config.embedding_dim
         if config.neck == "bnneck":
             self.neck = nn.BatchNorm1d(dim)
@@ -108,8 +154,12 @@ class ReidNet(nn.Module):
         self.attribute_head = nn.Linear(dim, ATTRIBUTE_LOGITS) if config.attributes else None
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Globally pooled backbone output, (N, C)."""
-        return self.pool(self.backbone(x)).flatten(1)
+        """Globally pooled backbone output, (N, C), reduced to `config.reduction` dims when that is set, or
+        through torchreid's fc (`config.fc_dim`)."""
+        pooled = self.pool(self.backbone(x)).flatten(1)
+        if self.fc is not None:
+            return self.fc(pooled)
+        return pooled if self.reduce is None else self.reduce(pooled)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The embedding used for ranking and exported to ONNX, (N, C): the neck's output or the pooled
@@ -255,7 +305,17 @@ def _torchvision_backbone(config: ModelConfig) -> nn.Sequential:
         strided = block.conv2 if ARCHS[config.arch][1] else block.conv1
         strided.stride = (1, 1)
         block.downsample[0].stride = (1, 1)
+    if config.ibn:  # IBN-a: not in layer4, whose features stay discriminative (Pan et al., 2018)
+        for block in (*resnet.layer1, *resnet.layer2, *resnet.layer3):
+            block.bn1 = InstanceBatchNorm(block.bn1.num_features)
+    if config.stem_pool == "ceil":
+        resnet.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)
     return nn.Sequential(*(getattr(resnet, name) for name in _TV_NAMES))
+
+
+def _fc_layer(in_features: int, out_features: int) -> nn.Sequential:
+    """torchreid's `fc` (same keys: fc.0 Linear, fc.1 BN1d): its eval embedding where a model has one."""
+    return nn.Sequential(nn.Linear(in_features, out_features), nn.BatchNorm1d(out_features), nn.ReLU(inplace=True))
 
 
 def _imagenet_state_dict(arch: str) -> dict:

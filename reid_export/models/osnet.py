@@ -4,7 +4,7 @@ for Person Re-Identification"), written from the paper's description; random ini
     backbone = build_osnet("osnet_x0_25")
     features = backbone(x)            # (N, 512, 1, 1): the paper's 512-D feature, already pooled
 
-Layout (channels at x1.0; x0.25 multiplies every width by 0.25, the 512-D feature stays):
+Layout (channels at x1.0; x0.75, x0.5 and x0.25 multiply every width, the 512-D feature stays):
 
     conv1   7x7/2 conv, 64, BN, ReLU; 3x3/2 max-pool
     conv2   2 OSBlocks -> 256;  pool2: 1x1 conv + BN + ReLU, 2x2/2 average pool
@@ -19,8 +19,9 @@ a unified aggregation gate (one small MLP shared by the streams: global average 
 1/16 of the channels, ReLU, 1x1 conv back, sigmoid) weighs each stream channel by channel, and the
 gated streams are summed; then 1x1 expand + BN, the residual (through a 1x1 conv + BN where the width
 changes), ReLU. The IBN variant (`osnet_ibn_x1_0`) uses instance normalisation instead of BN in the
-stem and adds it after the residual sum of the conv2 and conv3 blocks, where appearance (colour,
-lighting) is still close to the pixels.
+stem and adds it after the residual sum of the conv2 blocks, where appearance (colour, lighting) is
+still close to the pixels; this is where the authors' code (torchreid) puts it, so torchreid's
+`osnet_ibn_x1_0` weights load exactly (`models.torchreid` maps its module names onto these).
 
 Design choice: the paper's fc layer is part of the backbone, so `ReidNet.forward_features` returns the
 paper's 512-D feature and ReidNet's own pool sees a 1x1 map (a no-op); ReidNet's neck (BNNeck in the
@@ -41,6 +42,8 @@ OSNET_EMBEDDING_DIM = 512
 # arch -> (stem, conv2, conv3, conv4 widths, instance normalisation in the lower layers)
 OSNET_ARCHS: dict[str, tuple[tuple[int, int, int, int], bool]] = {
     "osnet_x1_0": ((64, 256, 384, 512), False),
+    "osnet_x0_75": ((48, 192, 288, 384), False),
+    "osnet_x0_5": ((32, 128, 192, 256), False),
     "osnet_x0_25": ((16, 64, 96, 128), False),
     "osnet_ibn_x1_0": ((64, 256, 384, 512), True),
 }
@@ -124,7 +127,7 @@ class OSNet(nn.Module):
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         self.conv2 = _stage(stem, c2, instance_norm)
         self.pool2 = _transition(c2)
-        self.conv3 = _stage(c2, c3, instance_norm)
+        self.conv3 = _stage(c2, c3, False)
         self.pool3 = _transition(c3)
         self.conv4 = _stage(c3, c4, False)
         self.conv5 = ConvNormReLU(c4, c4)
@@ -155,7 +158,7 @@ def build_osnet(arch: str, *, zero_init_residual: bool = False) -> OSNet:
 def osnet_arch_of(state: dict) -> str | None:
     """Which OSNet a backbone state dict (keys as `OSNet.state_dict()`) holds, or None when it is no OSNet."""
     stem = state.get("conv1.conv.weight")
-    if stem is None or not any(k.startswith("conv2.0.gate.") for k in state):
+    if stem is None or "conv2.0.reduce.conv.weight" not in state:  # torchreid's OSNet has conv1 too: see models.torchreid
         return None
     instance_norm = "conv1.norm.running_mean" not in state  # instance norm keeps no running statistics
     for arch, (widths, ibn) in OSNET_ARCHS.items():

@@ -1,5 +1,6 @@
 """PyTorch eager runtime, on CPU or CUDA (optionally FP16 + channels_last), from a checkpoint, a backbone
-.pth or a ReidNet in memory. (The registry imports this module only when a torch runtime is asked for.)
+.pth, a ReidNet in memory, or a callable that builds one (a `--model-factory`, built on activate). (The
+registry imports this module only when a torch runtime is asked for.)
 
 `bf16` (the `torch-bf16` runtime) runs CPU inference under bf16 autocast with channels_last: on CPUs
 with AVX-512 BF16 or AMX oneDNN then uses bf16 kernels. Without either the row is skipped, since
@@ -13,7 +14,7 @@ import torch
 
 from ..checkpoint import load_model
 from ..errors import RuntimeUnavailable
-from ..models import ReidNet, attribute_probabilities, with_embedding
+from ..models import attribute_probabilities, with_embedding
 from .base import Runtime
 
 __all__ = ["TorchRuntime", "cpu_bf16_features"]
@@ -41,10 +42,13 @@ class TorchRuntime(Runtime):
             where = "this CPU has neither" if self.device == "cpu" else f"the device is {self.device}"
             raise RuntimeUnavailable(f"torch: bf16 autocast is offered on CPUs with AVX-512 BF16 or AMX, and {where}; "
                                      "use the fp32 torch runtime")
-        if isinstance(self.artefact, ReidNet):
-            model = self.artefact.to(self.device).eval()
+        artefact = self.artefact
+        if callable(artefact) and not isinstance(artefact, torch.nn.Module):
+            artefact = artefact()  # a builder (e.g. export.factory.ModelFactory): the model is made here, on activate
+        if isinstance(artefact, torch.nn.Module):  # a ReidNet, or a module with its interface (config, embed_...)
+            model = artefact.to(self.device).eval()
         else:
-            model = load_model(self.artefact, device=self.device)
+            model = load_model(artefact, device=self.device)
         if self.embedding is not None:
             model = with_embedding(model, self.embedding)
         if self.channels_last:
