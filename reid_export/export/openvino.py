@@ -18,22 +18,23 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..artefacts.onnx_metadata import CALIBRATION_KEY, PRECISION_KEY, read_onnx_info
+from ..artefacts.openvino_ir import import_openvino, set_ir_metadata
 from ..checkpoint import load_model
 from ..errors import ExportError
 from ..evaluation.agreement import embedding_agreement
 from ..files import ENGINES_DIR, refuse_existing
 from ..runtimes import make_runtime
-from ..runtimes.openvino import import_openvino, set_ir_metadata
 from .onnx import export_onnx
 from .precision import calibration_images, calibration_record, refuse_evaluation_images
 from .verify import DEFAULT_MIN_COSINE, PARITY_IMAGES, sample_batch
 
-__all__ = ["OpenVinoExport", "default_ir_path", "export_openvino"]
+__all__ = ["OpenVinoExport", "default_ir_path", "export_openvino", "is_ir_xml"]
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,10 @@ def export_openvino(artefact: str | Path, out: str | Path | None = None, *, nncf
     out = Path(out) if out is not None else default_ir_path(artefact, nncf_int8=nncf_int8)
     if out.suffix != ".xml":
         raise ExportError(f"{out}: an OpenVINO IR is NAME.xml (with NAME.bin next to it); use -o {out.with_suffix('.xml')}")
-    for path in (out, out.with_suffix(".bin")):
-        refuse_existing(path, overwrite=overwrite, error=ExportError)
+    refuse_existing(out, overwrite=overwrite, error=ExportError, inputs=(artefact,), own=is_ir_xml,
+                    kind="an OpenVINO IR (NAME.xml)")
+    refuse_existing(out.with_suffix(".bin"), overwrite=overwrite, error=ExportError, inputs=(artefact,),
+                    own=lambda _: is_ir_xml(out), kind=f"the weights of an OpenVINO IR {out.name}")
     if nncf_int8 and calib_data is None:
         raise ExportError("--nncf-int8 needs --calib-data DIR: a Market-1501 folder whose bounding_box_train/ "
                           "images calibrate the activation ranges")
@@ -100,6 +103,16 @@ def export_openvino(artefact: str | Path, out: str | Path | None = None, *, nncf
                           "--min-cosine changes the bar")
     return OpenVinoExport(path=out, precision=precision, source=artefact, parity=parity, parity_source=where,
                           threshold=threshold, calibration=calibration)
+
+
+def is_ir_xml(path: str | Path) -> bool:
+    """Whether `path` is an OpenVINO IR's XML (its root element is <net>), read from its first 4 kB."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return re.search(rb"^\s*(<\?xml[^>]*\?>\s*)?(<!--.*?-->\s*)*<net[\s>]", head, re.DOTALL) is not None
 
 
 def _nncf_quantize(model, contract, paths: list[Path], progress: bool):

@@ -16,7 +16,7 @@ strongly typed networks and removed BuilderFlag.FP16/INT8 and the INT8 calibrato
 This module holds the build settings, `build_engine` / `trt_command`, size parsing and the inspector's
 layer-precision summary (`layer_precision_summary`). The sidecar format and its checks live in
 `artefacts.tensorrt_sidecar` (read by the runtime too); the TensorRT import and logger in
-`runtimes.tensorrt`. Only `parse_size` and `layer_precision_summary` run without TensorRT; building needs
+`artefacts.tensorrt_engine`. Only `parse_size` and `layer_precision_summary` run without TensorRT; building needs
 an NVIDIA GPU and `pip install tensorrt`.
 """
 
@@ -29,47 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..artefacts.onnx_metadata import read_onnx_info
-from ..artefacts.tensorrt_sidecar import capability_string, new_sidecar, sm_name, write_sidecar
+from ..artefacts.tensorrt_engine import import_tensorrt, tensorrt_logger, tensorrt_major
+from ..artefacts.tensorrt_sidecar import capability_string, new_sidecar, sidecar_path, sm_name, write_sidecar
 from ..errors import ExportError, RuntimeUnavailable
 from ..files import ENGINES_DIR, refuse_existing, write_bytes
-from ..runtimes.tensorrt import import_tensorrt, tensorrt_logger, tensorrt_major
+from .settings import BuildSettings, parse_size
 
 __all__ = ["BuildSettings", "EngineInfo", "build_engine", "trt_command", "parse_size", "layer_precision_summary"]
-
-_UNITS = {"": 1, "b": 1, "k": 2**10, "kib": 2**10, "m": 2**20, "mib": 2**20, "g": 2**30, "gib": 2**30,
-          "t": 2**40, "tib": 2**40, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
-
-
-@dataclass(frozen=True)
-class BuildSettings:
-    min_batch: int = 1  # smallest batch the engine accepts
-    opt_batch: int = 32  # batch size TensorRT tunes its kernels for
-    max_batch: int = 128  # largest batch the engine accepts
-    workspace: int | str = "4GiB"  # builder scratch GPU memory: bytes, or "4GiB" / "512MiB" (stored as bytes)
-    timing_cache: str | Path | None = None  # read when the file exists, (re)written after the build
-    fp16_flag: bool = False  # TensorRT 10 only: BuilderFlag.FP16 on an FP32 graph (weak typing)
-    strongly_typed: bool | None = None  # None: strongly typed unless fp16_flag; TensorRT 11 is always strongly typed
-
-    def __post_init__(self) -> None:
-        for name in ("min_batch", "opt_batch", "max_batch"):
-            if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
-                raise ExportError(f"--{name.replace('_', '-')} must be a whole number, got {getattr(self, name)!r}")
-        if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
-            raise ExportError(
-                f"batch profile must satisfy 1 <= min <= opt <= max, got min {self.min_batch}, "
-                f"opt {self.opt_batch}, max {self.max_batch}; e.g. --min-batch 1 --opt-batch 32 --max-batch 128"
-            )
-        object.__setattr__(self, "workspace", parse_size(self.workspace))
-        if self.fp16_flag and self.strongly_typed:
-            raise ExportError(
-                "--fp16-flag needs a weakly typed network but strongly_typed=True was asked for: a strongly typed "
-                "network takes its precision from the ONNX graph; export with --precision fp16 instead"
-            )
-
-    @property
-    def batch_range(self) -> tuple[int, int, int]:
-        return (self.min_batch, self.opt_batch, self.max_batch)
-
 
 @dataclass
 class EngineInfo:
@@ -95,22 +61,6 @@ class EngineInfo:
         ]
 
 
-def parse_size(value: int | str) -> int:
-    """Bytes from 4294967296, "4GiB", "512MiB", "1.5GiB", "2G" (binary) or "500MB" (decimal)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        size = value
-    else:
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(value))
-        unit = match.group(2).lower() if match else None
-        if not match or unit not in _UNITS:
-            raise ExportError(f"cannot read the size {value!r}; write a number of bytes or e.g. 4GiB, 512MiB, 1.5GiB "
-                              "(binary units B/KiB/MiB/GiB/TiB, K/M/G/T, or decimal KB/MB/GB/TB)")
-        size = int(float(match.group(1)) * _UNITS[unit])
-    if size <= 0:
-        raise ExportError(f"size must be positive, got {value!r}")
-    return size
-
-
 # -- building ------------------------------------------------------------------------------
 def trt_command(onnx_path: str | Path, output: str | Path | None = None, *, min_batch: int = 1, opt_batch: int = 32,
                 max_batch: int = 128, workspace: str | int = "4GiB", timing_cache: str | Path | None = None,
@@ -132,7 +82,9 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, settings: Build
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     if engine_path.suffix != ".engine":
         raise ExportError(f"{engine_path}: the engine file must end in .engine (runtimes pick TensorRT by that suffix)")
-    refuse_existing(engine_path, overwrite=overwrite, error=ExportError)
+    refuse_existing(engine_path, overwrite=overwrite, error=ExportError, inputs=(onnx_path, settings.timing_cache),
+                    own=lambda path: sidecar_path(path).is_file(),
+                    kind="a TensorRT engine written by `reid-export trt` (NAME.engine with NAME.engine.json beside it)")
     info = read_onnx_info(onnx_path)  # says clearly when the ONNX is missing, unreadable or not reid-export's
     contract, precision, calibration = info.contract, info.precision, info.calibration
     if precision == "int8" and calibration.get("activations") == "uint8":

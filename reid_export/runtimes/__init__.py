@@ -4,11 +4,14 @@
     with make_runtime("onnxruntime", "engines/model.onnx") as rt:
         out = rt.infer(rt.contract.load_batch(paths))
 
-`registry` maps names to backends; `batches.infer_images` runs many images through one runtime.
+`registry` maps names to backends and declares what each can do (`capabilities(name)`);
+`batches.infer_images` runs many images through one runtime.
 """
 
-from .base import Runtime
+from .base import Runtime, RuntimeInfo
 from .batches import infer_images
-from .registry import RUNTIMES, default_runtime_for, make_runtime, parse_model_spec
+from .registry import (RUNTIMES, RuntimeSpec, capabilities, default_runtime_for, make_runtime, parse_model_spec,
+                       runtime_names)
 
-__all__ = ["RUNTIMES", "Runtime", "make_runtime", "parse_model_spec", "default_runtime_for", "infer_images"]
+__all__ = ["RUNTIMES", "Runtime", "RuntimeInfo", "RuntimeSpec", "capabilities", "runtime_names", "make_runtime",
+           "parse_model_spec", "default_runtime_for", "infer_images"]

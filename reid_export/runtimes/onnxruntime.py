@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artefacts.onnx_metadata import INPUT_NAME, read_onnx_info
+from ..artefacts.info import inspect
+from ..artefacts.onnx_metadata import INPUT_NAME
 from ..errors import ReidExportError, RuntimeUnavailable
 from ..files import ENGINES_DIR
 from .base import Runtime
@@ -49,8 +50,8 @@ class OnnxRuntime(Runtime):
                 f"onnxruntime: {wanted} is not available in this build (available: {', '.join(ort.get_available_providers())}); "
                 "install onnxruntime-gpu with a matching CUDA, or use device cpu"
             )
-        self.info = read_onnx_info(self.artefact)  # parsed once: contract, precision, opset
-        self.contract, self.precision = self.info.contract, self.info.precision
+        self._artefact_info = inspect(self.artefact)  # parsed once: contract, precision, opset (and `info`)
+        self.contract, self.precision = self._artefact_info.contract, self._artefact_info.precision
         if kind != "cpu":
             _require_cuda_device(wanted)
         options = ort.SessionOptions()
@@ -71,9 +72,12 @@ class OnnxRuntime(Runtime):
                 "(CUDA/TensorRT libraries missing or no GPU); use device cpu"
             )
         self.provider = used[0]
-        if kind == "tensorrt":
+        if wanted == _PROVIDERS["tensorrt"]:
             self.max_batch = self.trt_profile_max_batch
         _check_graph_input(self.artefact, self._session.get_inputs()[0].shape, self.contract)
+        fixed = self._session.get_inputs()[0].shape[0]
+        if isinstance(fixed, int) and fixed > 0:  # a batch axis fixed in the graph (an adopted export): its limit
+            self.max_batch = min(self.max_batch or fixed, fixed)
         self._input = self._session.get_inputs()[0].name
         self._outputs = [o.name for o in self._session.get_outputs()]
         self._on_device = kind != "cpu"
@@ -129,6 +133,10 @@ class OnnxRuntime(Runtime):
         t3 = time.perf_counter()
         out = {name: np.asarray(v, dtype=np.float32) for name, v in zip(self._outputs, values)}
         return out, {"h2d": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "d2h": (t3 - t2) * 1e3}
+
+    def _info_impl(self) -> dict:
+        device = f"cuda:{_device_index(self.device)}" if self._on_device else "cpu"
+        return {"artefact": self._artefact_info, "device": device}
 
     def _deactivate_impl(self) -> None:
         self._session = None

@@ -4,7 +4,7 @@
         out = rt.infer(batch)
 
 The contract comes from the ONNX metadata, or from the IR's `rt_info` (under `reid_export/...`, as
-`reid-export openvino` writes it). Precision:
+`reid-export openvino` writes it, read by `artefacts.openvino_ir`). Precision:
 
 * `openvino` forces FP32 arithmetic (`INFERENCE_PRECISION_HINT=f32`). This matters: on CPUs with
   AVX-512 BF16 or AMX the CPU plugin's *default* is bf16, so an unset hint silently runs bf16.
@@ -21,44 +21,18 @@ recommends and splits each batch across them (an async queue), which only pays o
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-from pathlib import Path
-
 import numpy as np
 
-from ..artefacts.onnx_metadata import (
-    CALIBRATION_KEY,
-    METADATA_KEY,
-    MODEL_KEY,
-    PRECISION_KEY,
-    VERSION_KEY,
-    contract_from_metadata,
-    read_onnx_info,
-)
-from ..contract import Preprocess
+from ..artefacts.info import inspect
+from ..artefacts.openvino_ir import import_openvino
 from ..errors import RuntimeUnavailable
 from .base import Runtime
 
-__all__ = ["HINTS", "IR_KEYS", "IrInfo", "OpenVinoRuntime", "import_openvino", "ir_metadata", "set_ir_metadata"]
+__all__ = ["HINTS", "OpenVinoRuntime"]
 
 HINTS = ("latency", "throughput")
-IR_KEYS = (METADATA_KEY, PRECISION_KEY, MODEL_KEY, VERSION_KEY, CALIBRATION_KEY)  # stored in rt_info, split on "."
 _INFERENCE_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
 _INT8_TYPES = {"i8", "u8"}
-
-
-@dataclass(frozen=True)
-class IrInfo:
-    """What an IR's rt_info says about itself (the counterpart of `OnnxInfo` for an .onnx artefact)."""
-
-    path: Path
-    contract: Preprocess
-    precision: str  # fp32 | fp16 | int8, as recorded by `reid-export openvino`
-    metadata: dict[str, str] = field(default_factory=dict)  # the reid_export.* entries
-    model: dict = field(default_factory=dict)  # MODEL_KEY, parsed: arch, embedding_dim, ...
-    calibration: dict = field(default_factory=dict)  # CALIBRATION_KEY, parsed ({} unless INT8)
-    opset: None = None  # an IR has no ONNX opset
 
 
 class OpenVinoRuntime(Runtime):
@@ -70,7 +44,6 @@ class OpenVinoRuntime(Runtime):
         self.inference_precision = inference_precision  # fp32 | bf16: INFERENCE_PRECISION_HINT, never left unset
         self.hint = hint  # latency | throughput: PERFORMANCE_HINT
         self.threads = threads  # INFERENCE_NUM_THREADS; 0 lets OpenVINO use every core
-        self.info = None  # OnnxInfo (.onnx) or IrInfo (.xml): contract, precision, model, metadata
         self._compiled = self._request = self._queue = None
 
     def _activate_impl(self) -> None:
@@ -92,15 +65,10 @@ class OpenVinoRuntime(Runtime):
             raise RuntimeUnavailable(f"openvino: this {device} has no bf16 support (its capabilities: "
                                      f"{', '.join(capabilities)}); bf16 needs AVX-512 BF16 or AMX")
         path = str(self.artefact)
+        # read (and checked: external data inside the model's folder) before OpenVINO opens any file it names
+        self._artefact_info = inspect(path)  # the ONNX metadata or the IR's rt_info: contract, precision, model
         model = core.read_model(path)
-        if path.lower().endswith(".onnx"):
-            self.info = read_onnx_info(path)
-        else:
-            meta = ir_metadata(model)
-            self.info = IrInfo(path=Path(path), contract=contract_from_metadata(meta, source=path),
-                               precision=meta.get(PRECISION_KEY, "fp32"), metadata=meta,
-                               model=_json(meta.get(MODEL_KEY)), calibration=_json(meta.get(CALIBRATION_KEY)))
-        self.contract = self.info.contract
+        self.contract = self._artefact_info.contract
         config = {
             hints.inference_precision: getattr(ov.Type, _INFERENCE_PRECISIONS[self.inference_precision]),
             hints.performance_mode: getattr(hints.PerformanceMode, self.hint.upper()),
@@ -109,7 +77,7 @@ class OpenVinoRuntime(Runtime):
             config[props.inference_num_threads] = self.threads
         self._compiled = core.compile_model(model, device, config)
         self._outputs = [o.get_any_name() for o in self._compiled.outputs]
-        streams = int(self._compiled.get_property(props.optimal_number_of_infer_requests))
+        self._streams = streams = int(self._compiled.get_property(props.optimal_number_of_infer_requests))
         self._request = self._compiled.create_infer_request()
         if streams > 1:
             self._queue = ov.AsyncInferQueue(self._compiled, streams)
@@ -139,37 +107,11 @@ class OpenVinoRuntime(Runtime):
         self._queue.wait_all()
         return {name: np.concatenate([r[i] for r in results]) for i, name in enumerate(self._outputs)}
 
+    def _info_impl(self) -> dict:
+        return {"artefact": self._artefact_info, "instances": self._streams}
+
     def _deactivate_impl(self) -> None:
         self._compiled = self._request = self._queue = None
-
-
-def import_openvino():
-    """The `openvino` module, or RuntimeUnavailable saying how to install it."""
-    try:
-        import openvino
-    except ImportError as e:
-        raise RuntimeUnavailable('openvino is not installed: pip install "reid-export[openvino]"') from e
-    return openvino
-
-
-def ir_metadata(model) -> dict[str, str]:
-    """The reid-export entries of an OpenVINO model's rt_info, keyed as in ONNX metadata."""
-    return {key: model.get_rt_info(key.split(".")).astype(str) for key in IR_KEYS if model.has_rt_info(key.split("."))}
-
-
-def set_ir_metadata(model, meta: dict[str, str]) -> None:
-    """Store reid-export metadata (ONNX metadata_props keys) in an OpenVINO model's rt_info."""
-    for key in IR_KEYS:
-        if key in meta:
-            model.set_rt_info(meta[key], key.split("."))
-
-
-def _json(text: str | None) -> dict:
-    try:
-        value = json.loads(text) if text else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _runs_int8(compiled) -> bool:

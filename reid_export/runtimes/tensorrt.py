@@ -8,17 +8,18 @@ before the engine is deserialized. Needs an NVIDIA GPU, TensorRT 10+ and a CUDA 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from ..artefacts.info import inspect
+from ..artefacts.tensorrt_engine import import_tensorrt, tensorrt_logger
 from ..artefacts.tensorrt_sidecar import check_batch, check_compatible, read_sidecar
 from ..contract import Preprocess
 from ..errors import ReidExportError, RuntimeUnavailable
 from .base import Runtime
 
-__all__ = ["TensorRTRuntime", "import_tensorrt", "tensorrt_logger", "tensorrt_major"]
+__all__ = ["TensorRTRuntime"]
 
 
 class TensorRTRuntime(Runtime):
@@ -103,55 +104,14 @@ class TensorRTRuntime(Runtime):
             t3 = time.perf_counter()
         return host, {"h2d": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "d2h": (t3 - t2) * 1e3}
 
+    def _info_impl(self) -> dict:
+        # the engine built on activate() when the artefact is a builder; its sidecar and, beside it, its ONNX
+        return {"artefact": inspect(self.engine_path), "device": str(self._device)}
+
     def _deactivate_impl(self) -> None:
         # release in reverse order of creation; the logger goes last
         self._context = self._engine = self._runtime = self._stream = None
         self._logger = self._trt = None
-
-
-# -- TensorRT plumbing, shared with export.tensorrt's builder ---------------------------------------
-def import_tensorrt():
-    """`import tensorrt` (10 or newer), or RuntimeUnavailable saying how to get it."""
-    try:
-        import tensorrt
-    except (ImportError, OSError) as e:
-        raise RuntimeUnavailable(
-            f"TensorRT is not installed ({type(e).__name__}: {e}). TensorRT needs an NVIDIA GPU and driver: on such "
-            "a machine run `pip install tensorrt` (it fetches NVIDIA's CUDA wheels), or work inside NVIDIA's TensorRT "
-            "container (nvcr.io/nvidia/tensorrt). It cannot work on a machine without an NVIDIA GPU; use the "
-            "onnxruntime runtime there"
-        ) from e
-    if tensorrt_major(tensorrt.__version__) < 10:
-        raise RuntimeUnavailable(f"TensorRT {tensorrt.__version__} is too old: reid-export uses the TensorRT 10+ "
-                                 "API (named I/O tensors, execute_async_v3); `pip install -U tensorrt`")
-    return tensorrt
-
-
-def tensorrt_logger(trt, messages: list[str]):
-    """A TensorRT logger that prints warnings and errors and keeps them for error messages."""
-
-    shown = {trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR, trt.ILogger.Severity.WARNING}
-
-    class _Logger(trt.ILogger):  # the documented way: subclass ILogger and call its __init__ explicitly
-        def __init__(self):
-            trt.ILogger.__init__(self)
-
-        def log(self, severity, msg):
-            if severity in shown:
-                messages.append(f"[TensorRT {severity.name}] {msg}")
-                print(messages[-1], file=sys.stderr, flush=True)
-
-    return _Logger()  # TensorRT needs the logger alive as long as anything created with it
-
-
-
-
-def tensorrt_major(version: str) -> int:
-    """The major version number of a TensorRT version string."""
-    try:
-        return int(str(version).split(".")[0])
-    except ValueError:
-        raise RuntimeUnavailable(f"cannot read the TensorRT version {version!r}; reinstall tensorrt") from None
 
 
 def _torch_dtype(trt, dtype):

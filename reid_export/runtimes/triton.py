@@ -12,14 +12,19 @@ server at ..."), which the bench reports as a skipped row.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from ..artefacts.onnx_metadata import METADATA_KEY, PRECISION_KEY
+from ..artefacts.info import ArtefactInfo, Tensor
+from ..artefacts.onnx_metadata import EMBEDDING_NAME, METADATA_KEY, PRECISION_KEY
 from ..contract import Preprocess
 from ..errors import ReidExportError, RuntimeUnavailable
+from ..files import redact_url
 from .base import Runtime
 
 __all__ = ["TritonAddress", "TritonRuntime"]
@@ -49,8 +54,8 @@ class TritonAddress:
         return self.model
 
     @property
-    def url(self) -> str:
-        return f"{self.scheme}://{self.host}"
+    def url(self) -> str:  # what messages and reports show: a password in the address becomes ***
+        return redact_url(f"{self.scheme}://{self.host}")
 
     def __str__(self) -> str:
         return f"{self.url}/{self.model}" + (f"/{self.version}" if self.version else "")
@@ -105,6 +110,11 @@ class TritonRuntime(Runtime):
         self._input = config["input"][0]["name"]
         self._outputs = [o["name"] for o in config["output"]]
         self._client, self._http = client, httpclient
+        self._served = _served_model(a, config, self.contract, self.precision, server)
+
+    def _info_impl(self) -> dict:
+        instances = sum(int(group.get("count") or 1) for group in self._served.extras["instance_group"]) or 1
+        return {"artefact": self._served, "device": "server", "instances": instances}
 
     def _infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         step = self._max_batch or len(batch)
@@ -123,3 +133,26 @@ class TritonRuntime(Runtime):
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+def _served_model(address: TritonAddress, config: dict, contract: Preprocess, precision: str,
+                  server: dict) -> ArtefactInfo:
+    """The model as the server reports it. Triton does not hand out its weights, so `sha256` is that of the model
+    config it reports (its contract and precision included): it changes when the served model's config does."""
+    def tensors(specs) -> tuple[Tensor, ...]:  # Triton's dims leave out the batch axis when max_batch_size > 0
+        batch = (-1,) if int(config.get("max_batch_size") or 0) > 0 else ()
+        return tuple(Tensor(t["name"], batch + tuple(int(d) if int(d) > 0 else -1 for d in t.get("dims", ())))
+                     for t in specs)
+
+    inputs, outputs = tensors(config.get("input", [])), tensors(config.get("output", []))
+    embedding = next((t.shape[-1] for t in outputs if t.name == EMBEDDING_NAME and t.shape and t.shape[-1] > 0), None)
+    text = json.dumps(config, sort_keys=True)
+    return ArtefactInfo(
+        kind="triton-model", path=Path(address.model), contract=contract, precision=precision, arch=None,
+        embedding_dim=embedding, inputs=inputs, outputs=outputs, sha256=hashlib.sha256(text.encode()).hexdigest(),
+        size_bytes=0, provenance={"server": address.url, "server_version": server.get("version"),
+                                  "model_version": address.version or "(the server's version policy)"},
+        extras={"backend": config.get("backend") or config.get("platform"),
+                "max_batch_size": int(config.get("max_batch_size") or 0),
+                "instance_group": config.get("instance_group") or []},
+        notes=("served by Triton: the sha256 is of the model config the server reports, not of its weights",))

@@ -23,12 +23,14 @@ import numpy as np
 from ..data.attributes import ATTRIBUTE_CODES, ATTRIBUTE_NAMES
 from ..data.market1501 import parse_name
 from ..errors import ReidExportError
-from ..runtimes import make_runtime, parse_model_spec
+from ..options import number, whole
+from ..runtimes import capabilities, make_runtime, parse_model_spec, runtime_names
 from .batching import BatchingSettings, DynamicBatcher
 from .gallery import Gallery, GalleryItem, NewItem, model_identity
 from .indexing import attribute_codes
+from .security import check_hosts, check_origins, check_token, read_token_file
 from .stores import STORES, EmbeddedStore, GalleryStore
-from .uploads import UploadLimits
+from .uploads import CAMID_RANGE, PID_RANGE, UploadLimits, check_id
 
 __all__ = ["ServeSettings", "ReidService", "MAX_K", "readable_attributes", "make_store", "lane_plan"]
 
@@ -40,13 +42,39 @@ class ServeSettings:
     model: str  # PATH or RUNTIME=PATH, as for `reid-export bench`
     gallery: str | Path  # a gallery folder written by `reid-export index build`
     host: str = "127.0.0.1"  # address to bind; a non-loopback one needs a token
-    port: int = 8000
-    token: str | None = None  # when set, every endpoint but /healthz (and the page shell) needs `Bearer TOKEN`
+    port: int = 8000  # 0: any free port
+    # when set, every endpoint but /healthz (and the page shell) needs `Bearer TOKEN`; never shown (repr included)
+    token: str | None = field(default=None, repr=False)
+    token_file: str | Path | None = None  # the token from this file's first line instead (read here, once)
     batching: BatchingSettings = field(default_factory=BatchingSettings)
     limits: UploadLimits = field(default_factory=UploadLimits)
     store: str = "embedded"  # embedded | milvus
     milvus_uri: str | None = None  # milvus: http://HOST:19530, or a milvus-lite .db file (default GALLERY/milvus.db)
     faiss: bool = False  # embedded store: rank with a faiss flat index
+    # Host names answered besides loopback and the bound address ("*": any); a tuple or comma-separated text
+    allowed_hosts: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()  # origins whose pages may call the API (CORS, and changes); "*": any; same
+    header_timeout_s: float = 20.0  # a request head must arrive within this (slowloris)
+    body_timeout_s: float = 30.0  # longest wait for the next piece of a request body
+    max_connections: int = 200  # connections at once; more get 503
+
+    def __post_init__(self) -> None:
+        whole(self.port, "--port", low=0, high=65535)
+        number(self.header_timeout_s, "--header-timeout-s", low=0, above=True, high=3600)
+        number(self.body_timeout_s, "--body-timeout-s", low=0, above=True, high=3600)
+        whole(self.max_connections, "--max-connections", low=1, high=1_000_000)
+        if not isinstance(self.host, str) or not self.host.strip():
+            raise ReidExportError(f"--host takes an address to bind (127.0.0.1, ::1, 0.0.0.0, a name); "
+                                  f"got {self.host!r}")
+        object.__setattr__(self, "allowed_hosts", check_hosts(self.allowed_hosts))
+        object.__setattr__(self, "cors_origins", check_origins(self.cors_origins))
+        if self.token_file is not None:
+            if self.token:
+                raise ReidExportError("--token and --token-file both given; keep --token-file (the command line "
+                                      "is visible to other users of the machine)")
+            object.__setattr__(self, "token", read_token_file(self.token_file))
+        elif self.token:
+            check_token(self.token, "--token")
 
 
 class ReidService:
@@ -82,7 +110,7 @@ class ReidService:
             lanes, threads = lane_plan(name, self.settings.batching.instances)
             # with lanes the all-core instance runs only alone, so its threads may spin between operators as in
             # the bench; alone under load, idle ONNX Runtime threads would spin on cores HTTP and decoding need
-            options = {"spinning": bool(lanes)} if name.startswith("onnxruntime") else {}
+            options = {"spinning": bool(lanes)} if "spinning" in capabilities(name).options else {}
             self.runtime = make_runtime(name, path, **options)
             self.lanes = [make_runtime(name, path, threads=threads, spinning=False) for _ in range(lanes)]
         self.runtime.activate()
@@ -183,22 +211,25 @@ class ReidService:
 
     async def add(self, uploads: list[tuple[np.ndarray, bytes, str, str]], camid: int | None = None,
                   pid: int | None = None, ticket=None) -> list[dict]:
-        """uploads: (pixels, original bytes, suffix, file name). pid/camid default to what the name carries."""
+        """uploads: (pixels, original bytes, suffix, file name). pid/camid default to what the name carries.
+        Every id is checked (`UploadError` 422) before the model runs; a failed add commits nothing."""
+        labels = [_labels(name, pid, camid) for _, _, _, name in uploads]
         outputs = (await self.batcher.run(np.stack([u[0] for u in uploads]), ticket=ticket))[0]
         codes = attribute_codes(outputs)
-        new = []
-        for (_, data, suffix, name), attributes in zip(uploads, codes):
-            parsed = parse_name(name or "") or (None, None)
-            new.append(NewItem(data=data, suffix=suffix, source=name or "upload",
-                               pid=pid if pid is not None else parsed[0],
-                               camid=camid if camid is not None else parsed[1], attributes=attributes))
+        new = [NewItem(data=data, suffix=suffix, source=name or "upload", pid=item_pid, camid=item_camid,
+                       attributes=attributes)
+               for (_, data, suffix, name), (item_pid, item_camid), attributes in zip(uploads, labels, codes)]
         items = await asyncio.to_thread(self._add, new, outputs["embedding"])
         return [self.item_view(item) for item in items]
 
     def _add(self, new: list[NewItem], embeddings: np.ndarray) -> list[GalleryItem]:
         with self._write_lock:
             items = self.gallery.add(new, embeddings)
-            self.store.add([i.id for i in items], embeddings, [-1 if i.camid is None else i.camid for i in items])
+            try:
+                self.store.add([i.id for i in items], embeddings, [-1 if i.camid is None else i.camid for i in items])
+            except BaseException:  # the store refused them (Milvus down, ...): the gallery's commit is undone
+                self.gallery.remove([i.id for i in items])
+                raise
             return items
 
     async def remove(self, item_id: str) -> dict:
@@ -224,15 +255,18 @@ class ReidService:
 def lane_plan(runtime_name: str, instances: int) -> tuple[int, int]:
     """(lanes, intra-op threads per lane) for `BatchingSettings.instances` on this machine.
 
-    Lanes are more ONNX Runtime CPU sessions of the model, one thread each by default (0: one per core);
-    1 means none (one all-core instance). Other runtimes run one instance: their threads are process-wide
-    (torch), their own (OpenVINO streams), or on a device."""
+    Lanes are more sessions of the model, one thread each by default (0: one per core); 1 means none (one
+    all-core instance). Only runtimes whose registry entry declares `lanes` have them (ONNX Runtime on CPU);
+    the others run one instance: their threads are process-wide (torch), their own (OpenVINO streams), or on
+    a device."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if instances == 1 or (instances == 0 and (runtime_name != "onnxruntime" or cores < 2)):
+    has_lanes = capabilities(runtime_name).lanes
+    if instances == 1 or (instances == 0 and (not has_lanes or cores < 2)):
         return 0, 0
-    if runtime_name != "onnxruntime":
-        raise ReidExportError(f"--instances {instances}: more model instances are for ONNX Runtime on CPU; "
-                              f"{runtime_name} runs one instance (use --instances 1)")
+    if not has_lanes:
+        raise ReidExportError(f"--instances {instances}: more model instances (lanes) are for ONNX Runtime on CPU "
+                              f"({', '.join(runtime_names(lanes=True))}); {runtime_name} runs one instance "
+                              "(use --instances 1)")
     lanes = instances or cores
     return lanes, max(1, cores // lanes)
 
@@ -267,3 +301,11 @@ def readable_attributes(codes: list[int] | None) -> dict[str, str] | None:
         return None
     return {name: ATTRIBUTE_CODES[name].get(int(code), str(code)) for name, code in zip(ATTRIBUTE_NAMES, codes)}
 
+
+def _labels(name: str, pid: int | None, camid: int | None) -> tuple[int | None, int | None]:
+    """(pid, camid) of one upload: the request's, else what a Market-1501 file name carries; checked."""
+    parsed = parse_name(name or "") or (None, None)
+    where = f" (read from the file name {name[:80]!r}; rename it or send the field)"
+    return (check_id(pid, "pid", PID_RANGE) if pid is not None else check_id(parsed[0], "pid", PID_RANGE, where),
+            check_id(camid, "camid", CAMID_RANGE) if camid is not None else
+            check_id(parsed[1], "camid", CAMID_RANGE, where))

@@ -19,7 +19,7 @@ def test_engines_pick_the_tensorrt_runtime(tmp_path):
     engine.write_bytes(b"stand-in")
     assert default_runtime_for(engine) == "tensorrt"
     assert parse_model_spec(str(engine)) == ("tensorrt", engine)
-    assert RUNTIMES["tensorrt"][2] == {"device": "cuda"}
+    assert RUNTIMES["tensorrt"].defaults == {"device": "cuda"}
     runtime = make_runtime("tensorrt", engine)  # constructing imports nothing heavy and loads nothing
     assert isinstance(runtime, TensorRTRuntime) and not runtime.is_active and runtime.device == "cuda"
 
