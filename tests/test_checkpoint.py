@@ -12,7 +12,7 @@ def test_checkpoint_round_trip_keeps_config_and_weights(tmp_path):
     opt = torch.optim.Adam(model.parameters())
     path = save_checkpoint(tmp_path / "m.pt", model, epoch=3, optimizer=opt, metrics={"rank1": 50.0})
     ckpt = load_checkpoint(path)
-    assert ckpt["format"] == FORMAT and ckpt["epoch"] == 3 and ckpt["metrics"]["rank1"] == 50.0
+    assert ckpt.format == FORMAT and ckpt.epoch == 3 and ckpt.metrics["rank1"] == 50.0
     loaded = load_model(path)
     assert loaded.config == model.config
     x = torch.randn(2, 3, 64, 32)
@@ -72,4 +72,4 @@ def test_temp_files_left_by_a_killed_save_are_cleaned_up_on_the_next_save(tmp_pa
     unrelated.write_bytes(b"not ours to delete")
     save_checkpoint(tmp_path / "m.pt", make_tiny_model(), epoch=1)
     assert not leftover.exists() and unrelated.exists()
-    assert load_checkpoint(tmp_path / "m.pt")["epoch"] == 1
+    assert load_checkpoint(tmp_path / "m.pt").epoch == 1

@@ -67,7 +67,7 @@ def run_demo(out_dir: str | Path, *, train_ids: int = 150, test_ids: int = 100, 
     stage("export")
     model = load_model(ckpt)
     with_attributes = model.attribute_head is not None
-    choice = (load_checkpoint(ckpt).get("validation") or {}).get("choice")
+    choice = load_checkpoint(ckpt).embedding_choice
     embedding = {"exported": model.config.embedding,
                  "reason": choice["reason"] if choice else "set by the recipe (embedding is not \"auto\")"}
     log(f"[demo] exported embedding: {embedding['reason']}")

@@ -28,9 +28,11 @@ from ..contract import Preprocess
 from ..decode import open_rgb
 from ..errors import ReidExportError
 from ..evaluation.agreement import embedding_agreement
-from ..evaluation.embeddings import evaluate_embeddings
+from ..evaluation.split import Evaluation, Split, evaluate
 from ..progress import progress_bar
 from ..runtimes import infer_images, make_runtime
+from .rows import BenchRow, DriftRow
+from .settings import UPSCALE
 
 __all__ = ["PREPROCESS_AS", "UPSCALE", "drift_table_lines", "parse_preprocess_as", "preprocess_drift"]
 
@@ -43,7 +45,6 @@ PREPROCESS_AS = {
     "cv2-nearest": {"resize_method": "cv2-nearest", "aspect": "stretch"},
     "keep-aspect": {"aspect": "keep-and-pad"},  # DeepStream's keep-aspect scaling, with the contract's resize
 }
-UPSCALE = 2.7  # detector crops are ~2-3x the model input; the issue's measured case
 _THREADS = 4
 
 
@@ -57,12 +58,13 @@ def parse_preprocess_as(text: str) -> tuple[str, ...]:
     return names
 
 
-def preprocess_drift(specs, rows: list[dict], embeddings: list, eval_paths, ids: dict, names, *,
-                     upscale: float = UPSCALE, batch_size: int = 64, progress: bool = True, log=print) -> list[dict]:
+def preprocess_drift(specs, rows: list[BenchRow], embeddings: list, split: Split, names, *,
+                     upscale: float = UPSCALE, batch_size: int = 64, progress: bool = True,
+                     log=print) -> list[DriftRow]:
     """One row per (runtime, source, target preprocessing) for every runtime whose main row is ok.
-    `embeddings[i]` are row i's own query+gallery embeddings (its `stored` baseline)."""
+    `embeddings[i]` are row i's own embeddings of `split` (its `stored` baseline)."""
     ok = [i for i, e in enumerate(embeddings) if e is not None]
-    out: list[dict] = []
+    out: list[DriftRow] = []
     with contextlib.ExitStack() as stack:
         runtimes = {}
         for i in ok:
@@ -70,10 +72,10 @@ def preprocess_drift(specs, rows: list[dict], embeddings: list, eval_paths, ids:
                 spec = specs[i]
                 runtimes[i] = stack.enter_context(make_runtime(spec.runtime, spec.path, **dict(spec.options)))
             except Exception as e:  # it ran in the main pass; if it no longer starts, say so in a row
-                out.append({"runtime": rows[i]["runtime"], "model": rows[i]["model"], "status": f"failed: {e}"})
+                out.append(DriftRow(runtime=rows[i].runtime, model=rows[i].model).failed(str(e)))
         for source, factor in (("stored", 1.0), (f"upscaled-{upscale:g}x", upscale)):
             baselines = {i: embeddings[i] for i in ok} if factor == 1.0 else {}
-            base_metrics: dict[int, dict] = {}
+            base_metrics: dict[int, Evaluation] = {}
             variants = [("contract", {})] + [(n, PREPROCESS_AS[n]) for n in names]
             for name, overrides in variants:
                 log(f"[bench] preprocess as {name}, {source} crops")
@@ -84,10 +86,10 @@ def preprocess_drift(specs, rows: list[dict], embeddings: list, eval_paths, ids:
                         emb = baselines[i]  # the target resizes exactly as the contract does
                     else:
                         if target not in decoded:
-                            decoded[target] = _decode_as(eval_paths, target, factor, progress)
+                            decoded[target] = _decode_as(split.paths, target, factor, progress)
                         emb = infer_images(rt, decoded[target], batch_size=batch_size, progress=progress,
                                            description=f"{name} {source}")["embedding"]
-                    metrics = _metrics(emb, ids)
+                    metrics = evaluate(emb, split)
                     if name == "contract":
                         baselines[i], base_metrics[i] = emb, metrics
                     out.append(_row(rows[i], name, source, target, metrics, base_metrics[i],
@@ -96,16 +98,15 @@ def preprocess_drift(specs, rows: list[dict], embeddings: list, eval_paths, ids:
 
 
 def drift_table_lines(drift: list[dict]) -> list[str]:
-    """The drift rows as aligned text lines: what ran, the source and target preprocessing, Rank-1/mAP, their
-    change (points) and the cosine against the contract's own preprocessing of the same source."""
+    """The drift rows of a report (dicts) as aligned text lines: what ran, the source and target preprocessing,
+    Rank-1/mAP, their change (points) and the cosine against the contract's own preprocessing of the same source."""
     if not drift:
         return []
     header = ("runtime", "model", "precision", "source", "preprocess as", "resize", "Rank-1", "mAP", "dRank-1", "dmAP",
               "cos mean", "cos min")
-    lines = [(r["runtime"], Path(r["model"]).name, r["precision"], r["source"], r["preprocess_as"],
-              f"{r['resize_method']}/{r['aspect']}",
-              f"{r['rank1']:.2f}", f"{r['mAP']:.2f}", f"{r['delta_rank1']:+.2f}", f"{r['delta_mAP']:+.2f}",
-              f"{r['cosine_mean']:.5f}", f"{r['cosine_min']:.5f}") for r in drift if "rank1" in r]
+    lines = [(r.runtime, Path(r.model).name, r.precision, r.source, r.preprocess_as, f"{r.resize_method}/{r.aspect}",
+              f"{r.rank1:.2f}", f"{r.mAP:.2f}", f"{r.delta_rank1:+.2f}", f"{r.delta_mAP:+.2f}",
+              f"{r.cosine_mean:.5f}", f"{r.cosine_min:.5f}") for r in map(DriftRow.from_dict, drift) if r.ok]
     widths = [max(len(str(c)) for c in column) for column in zip(header, *lines)]
     return ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)) for line in (header, *lines)]
 
@@ -136,17 +137,13 @@ def _decode_as(paths, contract: Preprocess, factor: float, progress: bool) -> np
     return out
 
 
-def _metrics(emb: np.ndarray, ids: dict) -> dict:
-    nq = len(ids["q_pids"])
-    return evaluate_embeddings(emb[:nq], emb[nq:], ids["q_pids"], ids["g_pids"], ids["q_camids"], ids["g_camids"],
-                               metric="cosine")
-
-
-def _row(main: dict, name: str, source: str, target: Preprocess, metrics: dict, base: dict, agreement: dict) -> dict:
-    row = {"runtime": main["runtime"], "model": main["model"], "precision": main.get("precision"),
-           "preprocess_as": name, "source": source, "resize_method": target.resize_method, "aspect": target.aspect}
+def _row(main: BenchRow, name: str, source: str, target: Preprocess, metrics: Evaluation, base: Evaluation,
+         agreement: dict) -> DriftRow:
+    row = DriftRow(runtime=main.runtime, model=main.model, precision=main.precision, preprocess_as=name,
+                   source=source, resize_method=target.resize_method, aspect=target.aspect,
+                   cosine_mean=round(float(agreement["cosine_mean"]), 6),
+                   cosine_min=round(float(agreement["cosine_min"]), 6))
     for key in ("rank1", "mAP", "mINP"):
-        row[key] = round(float(metrics[key]), 3)
-        row[f"delta_{key}"] = round(float(metrics[key]) - float(base[key]), 3)
-    row.update(cosine_mean=round(float(agreement["cosine_mean"]), 6), cosine_min=round(float(agreement["cosine_min"]), 6))
+        setattr(row, key, round(getattr(metrics, key), 3))
+        setattr(row, f"delta_{key}", round(getattr(metrics, key) - getattr(base, key), 3))
     return row

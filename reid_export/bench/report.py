@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..files import write_text
 from .plots import arch_of_row, row_label, write_plots
+from .rows import BenchRow, Status
 from .stages import STAGES
 
 __all__ = ["machine_info", "table_rows", "short_rows", "matrix_rows", "grouped_rows", "print_table", "write_report",
@@ -93,9 +94,10 @@ def matrix_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     cells = []
     for row in grouped_rows(report):
         t = row.get("throughput", {}).get(str(largest)) or {}
-        status = row["status"].partition(":")[0]
+        status = BenchRow.from_dict(row).status
+        speed = "-" if status is Status.OK else status.value
         line = [arch_of_row(row), row["runtime"], row.get("precision", "-"),
-                f"{t['images_per_sec']:.1f}" if "images_per_sec" in t else ("-" if status == "ok" else status)]
+                f"{t['images_per_sec']:.1f}" if "images_per_sec" in t else speed]
         line += [_fmt(row.get("rank1"), 2), _fmt(row.get("delta_rank1"), 2, signed=True),
                  _fmt(row.get("mAP"), 2), _fmt(row.get("delta_mAP"), 2, signed=True)]
         if with_attributes:
@@ -159,10 +161,10 @@ def print_table(report: dict, *, title: str = "reid-export bench", wide: bool = 
         if previous is not None and arch_of_row(row) != previous:
             table.add_section()  # a rule between architectures
         previous = arch_of_row(row)
-        kind, _, reason = row["status"].partition(": ")
-        if reason:
-            notes.append(f"[{len(notes) + 1}] {row['runtime']} {Path(row['model']).name}: {kind}: {reason}")
-            line = [*line[:status_at], f"{kind} [{len(notes)}]", *line[status_at + 1:]]
+        typed = BenchRow.from_dict(row)
+        if typed.reason:
+            notes.append(f"[{len(notes) + 1}] {row['runtime']} {Path(row['model']).name}: {typed.status_text}")
+            line = [*line[:status_at], f"{typed.status.value} [{len(notes)}]", *line[status_at + 1:]]
         table.add_row(*line)
     console = console or _console(max(160, len(header) * 11) if wide else None)  # wide: no cell wrapped
     console.print(table)

@@ -1,7 +1,7 @@
 """The benchmark harness: every runtime on the same pixels, speed next to accuracy.
 
-For each model spec (runtime + artefact) one row:
-  status          ok | failed: reason | skipped: reason
+For each model spec (runtime + artefact) one row (`rows.BenchRow`, written as report.json's rows):
+  status          ok | failed: reason | skipped: reason (`rows.Status` and the row's reason)
   throughput      per batch size: images_per_sec (median), p50_ms, p99_ms, iqr_ms (model only, pre-decoded
                   tensors, warmed up, >= 5 timed calls); a batch that runs out of memory ends the sweep.
                   A batch size is `skipped` (that size only) when it is above the runtime's `max_batch`, or
@@ -22,8 +22,9 @@ step: embeddings that are NaN or infinite fail their row (naming the first image
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,13 +33,14 @@ from ..data.attributes import test_split_labels
 from ..data.market1501 import load_market1501
 from ..errors import ReidExportError, RuntimeUnavailable
 from ..evaluation.agreement import embedding_agreement
-from ..evaluation.attributes import attribute_scores
-from ..evaluation.embeddings import evaluate_embeddings
-from ..files import check_free_space, check_writable_dir, format_bytes
+from ..evaluation.split import Evaluation, Split, evaluate
+from ..files import check_free_space, check_writable_dir, format_bytes, refuse_replacing
 from ..images import decode_images
-from ..runtimes import infer_images, make_runtime
-from .drift import UPSCALE, preprocess_drift
+from ..runtimes import capabilities, infer_images, make_runtime, runtime_names
+from .drift import preprocess_drift
 from .report import machine_info
+from .rows import SCHEMA_VERSION, BenchRow, Status, report_rows
+from .settings import BenchSettings
 from .stages import staged_timing
 
 __all__ = ["BenchSettings", "ModelSpec", "run_bench", "check_gates", "row_outcomes", "check_report_dir", "with_embeddings",
@@ -69,27 +71,11 @@ def with_embeddings(specs: list[ModelSpec], embedding: str | None) -> list[Model
         raise ReidExportError(f"--embedding {embedding!r}: choose neck, pooled, both or auto")
     out = []
     for spec in specs:
-        if spec.runtime.startswith("torch"):
+        if "embedding" in capabilities(spec.runtime).options:
             out += [replace(spec, options=(*spec.options, ("embedding", name))) for name in names]
         else:
             out.append(spec)
     return out
-
-
-@dataclass
-class BenchSettings:
-    batch_sizes: tuple[int, ...] = (1, 8, 32, 128)  # model-only throughput is measured at each
-    warmup_batches: int = 3  # untimed calls before measuring each batch size
-    min_batches: int = 5  # measured calls per batch size, at least ...
-    min_seconds: float = 2.0  # ... and for at least this long
-    max_batches: int = 200  # but never more than this many
-    eval_batch_size: int = 64  # batch size when extracting query/gallery embeddings
-    stages: bool = True  # also time the whole path (read, decode, resize, normalise, copies, inference)
-    stage_batch_size: int = 32  # batch size of the staged end-to-end timing
-    progress: bool = True  # show progress bars
-    extra: dict = field(default_factory=dict)  # free-form notes copied into the report
-    preprocess_as: tuple[str, ...] = ()  # extra rows: query/gallery re-decoded as each target does (bench/drift.py)
-    preprocess_upscale: float = UPSCALE  # ... also from crops upscaled this many times, as detector boxes are
 
 
 def run_bench(data_root: str | Path, specs: list[ModelSpec], settings: BenchSettings | None = None,
@@ -97,49 +83,46 @@ def run_bench(data_root: str | Path, specs: list[ModelSpec], settings: BenchSett
     """Benchmark every spec on the query/gallery of the Market-1501 folder `data_root`; returns the report dict."""
     settings = settings or BenchSettings()
     data = load_market1501(data_root, splits=("query", "gallery"), progress=settings.progress)
-    eval_paths = [s.path for s in data.query] + [s.path for s in data.gallery]
-    ids = {
-        "q_pids": np.array([s.pid for s in data.query]), "q_camids": np.array([s.camid for s in data.query]),
-        "g_pids": np.array([s.pid for s in data.gallery]), "g_camids": np.array([s.camid for s in data.gallery]),
-    }
-    ids["attribute_truth"] = test_split_labels(data.root)
+    split, attribute_truth = Split.from_market(data), test_split_labels(data.root)
     decoded: dict[tuple, np.ndarray] = {}  # one decode per input size, shared by every runtime
     rows, embeddings = [], []
     for spec in specs:
         log(f"[bench] {spec.label}")
-        row, emb = _bench_one(spec, settings, eval_paths, decoded, ids)
+        row, emb = _bench_one(spec, settings, split, decoded, attribute_truth)
         rows.append(row)
         embeddings.append(emb)
     _compare_to_reference(rows, embeddings)
-    drift = preprocess_drift(specs, rows, embeddings, eval_paths, ids, settings.preprocess_as,
+    drift = preprocess_drift(specs, rows, embeddings, split, settings.preprocess_as,
                              upscale=settings.preprocess_upscale, batch_size=settings.eval_batch_size,
                              progress=settings.progress, log=log) if settings.preprocess_as else []
     return {
+        "schema_version": SCHEMA_VERSION,
         "machine": machine_info(),
-        "data": {"root": str(data.root), "num_query": len(data.query), "num_gallery": len(data.gallery)},
+        "data": {"root": str(data.root), "num_query": split.num_query, "num_gallery": split.num_gallery},
         "settings": {k: v for k, v in asdict(settings).items() if k != "progress"},
-        "rows": rows,
-        **({"drift": drift} if drift else {}),
+        "rows": [row.to_dict() for row in rows],
+        **({"drift": [row.to_dict() for row in drift]} if drift else {}),
     }
 
 
 def check_gates(report: dict, *, max_map_drop: float | None = None, max_rank1_drop: float | None = None) -> list[str]:
     """Rows whose accuracy fell further below the reference than allowed (points); one message each."""
     broken = []
-    for row in report["rows"]:
-        if row["status"] != "ok" or row.get("is_reference"):
+    for row in report_rows(report):
+        if not row.ok or row.is_reference:
             continue
         for key, limit in (("mAP", max_map_drop), ("rank1", max_rank1_drop)):
-            drop = -row.get(f"delta_{key}", 0.0)
+            drop = -(getattr(row, f"delta_{key}") or 0.0)
             if limit is not None and drop > limit:
-                broken.append(f"{row['runtime']} ({row.get('precision')}, {Path(row['model']).name}): "
-                              f"{key} dropped {drop:.2f} points vs {row['reference']} (allowed {limit})")
+                broken.append(f"{row.runtime} ({row.precision}, {Path(row.model).name}): "
+                              f"{key} dropped {drop:.2f} points vs {row.reference} (allowed {limit})")
     return broken
 
 
 def check_report_dir(out_dir: str | Path, *, overwrite: bool = False) -> Path:
     """Before the sweep: `out_dir` must be (or become) a writable folder with a little free space, and
-    hold no earlier report unless `overwrite`."""
+    hold no earlier report unless `overwrite`; with `overwrite`, a folder holding anything must hold an
+    earlier bench report (--overwrite replaces a report, never a folder of other files)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ReidExportError(f"--out {out_dir} is a file; bench writes a folder (report.json, report.md, plots): "
@@ -148,122 +131,105 @@ def check_report_dir(out_dir: str | Path, *, overwrite: bool = False) -> Path:
     if existing and not overwrite:
         raise ReidExportError(f"{existing[0]} already exists (an earlier bench run); pass --overwrite to replace "
                               "its report and plots, or choose another --out folder")
+    if overwrite and out_dir.is_dir() and any(out_dir.iterdir()):
+        refuse_replacing(out_dir, own=lambda path: _is_report(path / "report.json"), option="--out",
+                         kind="a bench report folder", why="it holds files but no report.json of `reid-export bench`")
     check_writable_dir(out_dir, what="--out folder")
     check_free_space(out_dir, 5_000_000, what="the bench report")
     return out_dir
 
 
 def row_outcomes(report: dict) -> dict[str, list[dict]]:
-    """The rows grouped as `ok`, `failed` and `skipped` (by the start of their status)."""
-    groups: dict[str, list[dict]] = {"ok": [], "failed": [], "skipped": []}
-    for row in report["rows"]:
-        groups[row["status"].split(":", 1)[0] if row["status"].split(":", 1)[0] in groups else "failed"].append(row)
+    """The report's rows (dicts) grouped by their `Status`: `ok`, `failed` and `skipped`, in that order."""
+    groups: dict[str, list[dict]] = {status.value: [] for status in (Status.OK, Status.FAILED, Status.SKIPPED)}
+    for row, typed in zip(report["rows"], report_rows(report)):
+        groups[typed.status.value].append(row)
     return groups
 
 
-def _compare_to_reference(rows: list[dict], embeddings: list) -> None:
+def _compare_to_reference(rows: list[BenchRow], embeddings: list) -> None:
     """Each ok row is compared with the PyTorch FP32 row of its own architecture (`arch`): of the same model
     (file name up to its first dot: `r18.pt` for `r18.int8.onnx`) when several checkpoints share the arch,
     else the first such row; an arch without one uses its first ok row. Every ok row gets the reference's
     label, its cosine agreement with it and its accuracy deltas (points); a reference row marks itself."""
     ok = [i for i, e in enumerate(embeddings) if e is not None]
     for i in ok:
-        ref = _reference_of(i, rows, ok)
-        rows[i]["reference"] = f"{rows[ref]['runtime']}:{Path(rows[ref]['model']).name}"
-        if ref == i:
-            rows[i]["is_reference"] = True
+        j = _reference_of(i, rows, ok)
+        row, ref = rows[i], rows[j]
+        row.reference, row.is_reference = f"{ref.runtime}:{Path(ref.model).name}", j == i
         for key in ("rank1", "mAP", "mINP", "attr_mA"):
-            if key in rows[i] and key in rows[ref]:
-                rows[i][f"delta_{key}"] = round(rows[i][key] - rows[ref][key], 3)
-        if embeddings[i].shape == embeddings[ref].shape:
-            rows[i].update(embedding_agreement(embeddings[ref], embeddings[i]))
+            if getattr(row, key) is not None and getattr(ref, key) is not None:
+                setattr(row, f"delta_{key}", round(getattr(row, key) - getattr(ref, key), 3))
+        if embeddings[i].shape == embeddings[j].shape:
+            for key, value in embedding_agreement(embeddings[j], embeddings[i]).items():
+                setattr(row, key, value)
 
 
-def _reference_of(i: int, rows: list[dict], ok: list[int]) -> int:
-    same_arch = [j for j in ok if rows[j].get("arch") == rows[i].get("arch")]
-    torch_fp32 = [j for j in same_arch if rows[j]["runtime"].startswith("torch") and rows[j].get("precision") == "fp32"]
+def _reference_of(i: int, rows: list[BenchRow], ok: list[int]) -> int:
+    same_arch = [j for j in ok if rows[j].arch == rows[i].arch]
+    torch_fp32 = [j for j in same_arch if rows[j].runtime.partition(" ")[0] in runtime_names(reference=True)  # " (neck)"
+                  and rows[j].precision == "fp32"]
     pool = torch_fp32 or same_arch
     for same in (lambda j: _model_name(rows[j]) == _model_name(rows[i]),
-                 lambda j: rows[j].get("embedding") == rows[i].get("embedding")):  # `--embedding both`
+                 lambda j: rows[j].extra.get("embedding") == rows[i].extra.get("embedding")):  # `--embedding both`
         pool = [j for j in pool if same(j)] or pool
     return pool[0]
 
 
-def _model_name(row: dict) -> str:
-    return Path(row["model"]).name.split(".")[0]
+def _model_name(row: BenchRow) -> str:
+    return Path(row.model).name.split(".")[0]
 
 
 def _arch_of(runtime) -> str | None:
-    """The architecture a runtime runs, as its artefact records it: the model the torch runtime loaded
-    (`runtime.arch`), the ONNX `reid_export.model` metadata, or a TensorRT sidecar's copy of it."""
-    if runtime.arch is not None:
-        return runtime.arch
-    info = getattr(runtime, "info", None)
-    if isinstance(getattr(info, "model", None), dict):
-        return info.model.get("arch")
-    sidecar = getattr(runtime, "sidecar", None)
-    if isinstance(sidecar, dict):
-        model = sidecar.get("model")
-        return model.get("arch") if isinstance(model, dict) else None
-    return None
+    """The architecture an active runtime runs, as its model or its artefact records it (`RuntimeInfo.arch`)."""
+    return runtime.info.arch
 
 
-def _bench_one(spec: ModelSpec, settings: BenchSettings, eval_paths, decoded, ids) -> tuple[dict, np.ndarray | None]:
+def _bench_one(spec: ModelSpec, settings: BenchSettings, split: Split, decoded,
+               attribute_truth: dict | None) -> tuple[BenchRow, np.ndarray | None]:
     """One row. Everything that can fail for this runtime (loading, timing, extraction, accuracy) runs
-    inside the guard, so a broken runtime is a `failed:` row and the other rows and the report are kept."""
-    row: dict = {"runtime": spec.runtime, "model": str(spec.path), "status": "ok"}
+    inside the guard, so a broken runtime is a `failed` row and the other rows and the report are kept."""
+    row = BenchRow(runtime=spec.runtime, model=str(spec.path))
     if "embedding" in dict(spec.options):  # `--embedding both`: the rows say which feature they rank with
-        row["runtime"] = f"{spec.runtime} ({dict(spec.options)['embedding']})"
+        row.runtime = f"{spec.runtime} ({dict(spec.options)['embedding']})"
     try:
         with make_runtime(spec.runtime, spec.path, **dict(spec.options)) as runtime:
-            row.update(provider=runtime.provider, precision=runtime.precision,
-                       opset=getattr(getattr(runtime, "info", None), "opset", None), max_batch=runtime.max_batch)
-            row["arch"] = _arch_of(runtime)
+            row.provider, row.precision = runtime.provider, runtime.precision
+            row.opset, row.max_batch = runtime.info.opset, runtime.info.max_batch
+            row.arch = _arch_of(runtime)
+            row.compile_seconds = runtime.info.extra.get("compile_seconds")  # torch-compile's activate(), apart
             contract = runtime.contract
             key = (contract.height, contract.width, contract.resize_method, contract.aspect)
             if key not in decoded:
-                decoded[key] = decode_images(eval_paths, contract, progress=settings.progress)
+                decoded[key] = decode_images(list(split.paths), contract, progress=settings.progress)
             images = decoded[key]
-            row["throughput"] = _sweep(runtime, images, settings)
+            row.throughput = _sweep(runtime, images, settings)
             if settings.stages:
-                row["stages"] = staged_timing(runtime, eval_paths,
-                                              batch_size=min(settings.stage_batch_size, runtime.max_batch or 1 << 30))
+                row.stages = staged_timing(runtime, list(split.paths),
+                                           batch_size=min(settings.stage_batch_size, runtime.max_batch or 1 << 30))
             t0 = time.perf_counter()
             outputs = infer_images(runtime, images, batch_size=settings.eval_batch_size,
                                    progress=settings.progress)
-            row["extract_seconds"] = round(time.perf_counter() - t0, 3)
-        emb = outputs["embedding"]
-        _check_finite(emb, eval_paths)
-        row.update(_accuracy(emb, outputs, ids))
+            row.extract_seconds = round(time.perf_counter() - t0, 3)
+        _set_accuracy(row, evaluate(outputs, split, attribute_truth=attribute_truth))
     except RuntimeUnavailable as e:
-        return {**row, "status": f"skipped: {e}"}, None
+        return row.skipped(str(e)), None
     except ReidExportError as e:  # our own errors already say what failed and the fix
-        return {**row, "status": f"failed: {e}"}, None
+        return row.failed(str(e)), None
     except Exception as e:  # a failing configuration is a row, not the end of the sweep
-        return {**row, "status": f"failed: {type(e).__name__}: {e}"}, None
-    return row, emb
+        return row.failed(f"{type(e).__name__}: {e}"), None
+    return row, outputs["embedding"]
 
 
-def _check_finite(emb: np.ndarray, paths) -> None:
-    bad = np.flatnonzero(~np.isfinite(emb).all(axis=1))
-    if len(bad):
-        raise ReidExportError(f"{len(bad)} of {len(emb)} embeddings are not finite (first: {Path(paths[bad[0]]).name}); "
-                              "the model outputs NaN/Inf: check its weights (a diverged training run?) or precision")
-
-
-def _accuracy(emb: np.ndarray, outputs: dict, ids: dict) -> dict:
-    nq = len(ids["q_pids"])
-    metrics = evaluate_embeddings(emb[:nq], emb[nq:], ids["q_pids"], ids["g_pids"], ids["q_camids"], ids["g_camids"],
-                                  metric="cosine")
-    result = {k: round(float(metrics[k]), 3) for k in ("rank1", "rank5", "rank10", "mAP", "mINP")}
-    result["num_valid_queries"] = int(metrics["num_valid_queries"])
-    if "attributes" in outputs and ids["attribute_truth"]:
-        scores = attribute_scores(outputs["attributes"], np.concatenate([ids["q_pids"], ids["g_pids"]]),
-                                  ids["attribute_truth"])
-        if scores is not None:
-            result.update(attr_mean_accuracy=round(float(scores["mean_accuracy_12"]), 3),
-                          attr_mA=round(float(scores["mA"]), 3), attr_images=int(scores["num_samples"]))
-    return result
+def _set_accuracy(row: BenchRow, result: Evaluation) -> None:
+    """The row's accuracy columns from its own embeddings: ranking and, when scored, attributes (3 decimals)."""
+    for key, value in result.ranking(digits=3).items():
+        setattr(row, key, value)
+    row.num_valid_queries = result.num_valid_queries
+    if result.attributes is not None:
+        row.attr_mean_accuracy = round(result.attributes.mean_accuracy, 3)
+        row.attr_mA = round(result.attributes.mA, 3)
+        row.attr_images = result.attributes.num_images
 
 
 def _time_batches(runtime, images: np.ndarray, batch_size: int, settings: BenchSettings) -> dict:
@@ -376,3 +342,11 @@ def _gpu_available(runtime) -> int | None:
 def _is_out_of_memory(error: Exception) -> bool:
     text = f"{type(error).__name__} {error}".lower()
     return isinstance(error, MemoryError) or "out of memory" in text or "outofmemory" in text or "bad_alloc" in text
+
+
+def _is_report(path: Path) -> bool:
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(report, dict)  # a JSON object: what bench writes (an older or failed run's may lack rows)

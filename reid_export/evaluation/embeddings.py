@@ -3,8 +3,8 @@
 `evaluate_embeddings` takes query and gallery embeddings: one query block at a time, distances (a
 GEMM), then each query's same-pid gallery entries placed in its ranking of the whole gallery
 (`protocol.RankingAccumulator`), so only one block of the distance matrix exists. It equals
-`protocol.evaluate_ranking(distances.pairwise_distance(...))` exactly on the CPU. This is what bench,
-training and the apps call.
+`protocol.evaluate_ranking(distances.pairwise_distance(...))` exactly on the CPU. `split.evaluate` (what
+bench, drift, INT8 search and training call) ranks with it.
 """
 
 from __future__ import annotations

@@ -23,7 +23,6 @@ into the artefact's metadata as JSON under `reid_export.int8_search`.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -31,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artefacts.onnx_metadata import INPUT_NAME, set_metadata
+from ..artefacts.onnx_metadata import INPUT_NAME
+from ..artefacts.onnx_writer import write_onnx_artefact
 from ..data.market1501 import load_market1501
 from ..errors import DataError, ExportError
-from ..evaluation.embeddings import evaluate_embeddings
-from ..files import atomic_path
+from ..evaluation.split import Split, evaluate
 from ..images import decode_images
 from ..runtimes import infer_images, make_runtime
 from ..training.layouts import market_validation_split
@@ -83,11 +82,11 @@ def int8_with_accuracy_control(fp32_path: str | Path, out: str | Path, *, calib_
     calib = _draw([s.path for s in rest], settings.num_images, settings.seed)
     with make_runtime("onnxruntime", fp32_path) as ort:
         contract = ort.contract
-    val_paths = [s.path for s in split.query + split.gallery]
-    images = decode_images(val_paths, contract, progress=progress)
+    ranked_split = Split.from_market(split)
+    images = decode_images(list(ranked_split.paths), contract, progress=progress)
 
     def measure(path: Path) -> dict:
-        return _rank(path, images, split)
+        return _rank(path, images, ranked_split)
 
     fp32 = measure(Path(fp32_path))
     log(f"[int8] validation: {source}, {len(split.query)} queries, {len(split.gallery)} "
@@ -214,14 +213,11 @@ def _draw(paths: list[Path], n: int, seed: int) -> list[Path]:
     return [paths[i] for i in sorted(picks)]
 
 
-def _rank(path: Path, images: np.ndarray, split) -> dict:
+def _rank(path: Path, images: np.ndarray, split: Split) -> dict:
+    """Rank-1 and mAP of the ONNX file `path` on `split` (`images`: its decoded pixels, in split order)."""
     with make_runtime("onnxruntime", path) as ort:
-        emb = infer_images(ort, images, batch_size=64, progress=False)["embedding"]
-    nq = len(split.query)
-    q, g = split.query, split.gallery
-    result = evaluate_embeddings(emb[:nq], emb[nq:], np.array([s.pid for s in q]), np.array([s.pid for s in g]),
-                                 np.array([s.camid for s in q]), np.array([s.camid for s in g]), metric="cosine")
-    return {"rank1": float(result["rank1"]), "mAP": float(result["mAP"])}
+        result = evaluate(infer_images(ort, images, batch_size=64, progress=False), split)
+    return {"rank1": result.rank1, "mAP": result.mAP}
 
 
 def _images_per_sec(path: Path, contract, *, calls: int = 5) -> float:
@@ -238,9 +234,5 @@ def _images_per_sec(path: Path, contract, *, calls: int = 5) -> float:
 
 
 def _write_with_record(src: Path, out: Path, record: dict) -> None:
-    import onnx
-
-    proto = onnx.load(str(src))
-    set_metadata(proto, {SEARCH_KEY: json.dumps(record, sort_keys=True)})
-    with atomic_path(out) as tmp:
-        onnx.save(proto, str(tmp))
+    """The chosen step's file (its metadata kept) with the search record, and its tracker sidecar."""
+    write_onnx_artefact(src, out, extra={SEARCH_KEY: record})

@@ -1,15 +1,16 @@
-"""Evaluation of a model in training: ranking on query/gallery, attribute scores, the final summary tables.
+"""Evaluation of a model in training: ranking a split, attribute scores, the final summary tables.
 
-    metrics = evaluate(model, query_loader, gallery_loader, device, attribute_codes={pid: codes})
+    split, loader = Split.from_market(data), <a DataLoader over split.paths' samples, in split order>
+    metrics = evaluate(model, split, loader, device, attribute_codes={pid: codes})
     metrics["rank1"], metrics["mAP"], metrics["attr_mean_accuracy"], metrics["attr_mA"]   # percent
-    choice = choose_embedding(model, val_query_loader, val_gallery_loader, device)   # "neck" or "pooled"
+    choice = choose_embedding(model, validation_split, loader, device)   # "neck" or "pooled"
     print_summary(console, metrics)
 
-Ranking follows the Market-1501 protocol on cosine distances between embeddings. Attribute scores
-(`evaluation.attributes.attribute_metrics`) are over the query and gallery images whose person has
-labels (junk and distractors never do): the predicted codes are the exported model's decoding, a
-softmax argmax for age, sigmoid >= 0.5 for the yes/no attributes and the argmax colour per body half.
-Rankings use the embedding the model is set to (`config.embedding`); `choose_embedding` ranks both.
+The model embeds the split's images; `evaluation.split.evaluate` ranks them (Market-1501 protocol, cosine
+distances) and scores the attributes over the images whose person has labels (junk and distractors never
+do): the predicted codes are the exported model's decoding, a softmax argmax for age, sigmoid >= 0.5 for the
+yes/no attributes and the argmax colour per body half. Rankings use the embedding the model is set to
+(`config.embedding`); `choose_embedding` ranks both.
 """
 
 from __future__ import annotations
@@ -19,15 +20,13 @@ import math
 import numpy as np
 import torch
 
-from ..evaluation.attributes import attribute_scores
-from ..evaluation.embeddings import evaluate_embeddings
+from ..evaluation.split import RANK_KEYS, Split
+from ..evaluation.split import evaluate as evaluate_split
 from ..models import attribute_probabilities
 from ..progress import progress_bar
 
 __all__ = ["RANK_KEYS", "extract_outputs", "model_embeddings", "evaluate", "choose_embedding", "summary_tables",
            "print_summary"]
-
-RANK_KEYS = ("rank1", "rank5", "rank10", "mAP", "mINP")
 
 
 @torch.no_grad()
@@ -62,44 +61,40 @@ def model_embeddings(model, data_loader, device, *, progress: bool = False):
     return out["embedding"], out["pids"], out["camids"]
 
 
-def evaluate(model, query_loader, gallery_loader, device, *, attribute_codes: dict | None = None,
+def evaluate(model, split: Split, loader, device, *, attribute_codes: dict | None = None,
              channels_last: bool = False, progress: bool = False) -> dict:
-    """Rank the gallery for every query by cosine distance (Market-1501 protocol); percent values.
+    """Rank the gallery of `split` for every query by cosine distance (Market-1501 protocol); percent values.
+    `loader` yields the split's images in split order (queries, then gallery).
 
     With `attribute_codes` ({pid: 27 codes}) and an attribute model, also `attr_mean_accuracy` (the
     official 12 columns), `attr_mA` and `attr_per_attribute` ({name: {"accuracy", "mA", "f1"}})."""
-
-    q = extract_outputs(model, query_loader, device, channels_last=channels_last, progress=progress)
-    g = extract_outputs(model, gallery_loader, device, channels_last=channels_last, progress=progress)
-    result = evaluate_embeddings(q["embedding"], g["embedding"], q["pids"], g["pids"], q["camids"], g["camids"],
-                                 metric="cosine")
-    metrics = {key: float(result[key]) for key in RANK_KEYS}
-    if attribute_codes and "attributes" in q:
-        logits = torch.from_numpy(np.concatenate([q["attributes"], g["attributes"]]))
-        scores = attribute_scores(attribute_probabilities(logits).numpy(), np.concatenate([q["pids"], g["pids"]]),
-                                  attribute_codes)
-        if scores is not None:
-            metrics.update(attr_mean_accuracy=scores["mean_accuracy_12"], attr_mA=scores["mA"],
-                           attr_per_attribute=scores["per_attribute"], attr_images=scores["num_samples"])
+    outputs = _split_outputs(model, split, loader, device, channels_last=channels_last, progress=progress)
+    if attribute_codes and "attributes" in outputs:
+        probabilities = attribute_probabilities(torch.from_numpy(outputs["attributes"])).numpy()
+        result = evaluate_split({"embedding": outputs["embedding"], "attributes": probabilities}, split,
+                                attribute_truth=attribute_codes)
+    else:
+        result = evaluate_split(outputs["embedding"], split)
+    metrics: dict = result.ranking()
+    if result.attributes is not None:
+        metrics.update(attr_mean_accuracy=result.attributes.mean_accuracy, attr_mA=result.attributes.mA,
+                       attr_per_attribute=result.attributes.per_attribute, attr_images=result.attributes.num_images)
     return metrics
 
 
-def choose_embedding(model, query_loader, gallery_loader, device, *, channels_last: bool = False,
+def choose_embedding(model, split: Split, loader, device, *, channels_last: bool = False,
                      progress: bool = False) -> dict:
-    """Rank a validation split (held-out training ids, never the test set) with the neck output and with the
-    pooled feature; the better mAP wins (a tie keeps the neck). Returns {"embedding": "neck" | "pooled",
-    "neck": {rank1, mAP, ...}, "pooled": {...}, "reason": one line}."""
-    q = extract_outputs(model, query_loader, device, channels_last=channels_last, progress=progress)
-    g = extract_outputs(model, gallery_loader, device, channels_last=channels_last, progress=progress)
-    scores = {}
-    for name in ("neck", "pooled"):
-        result = evaluate_embeddings(q[name], g[name], q["pids"], g["pids"], q["camids"], g["camids"], metric="cosine")
-        scores[name] = {key: float(result[key]) for key in RANK_KEYS}
+    """Rank a validation split (held-out training ids, never the test set; `loader` yields its images in split
+    order) with the neck output and with the pooled feature; the better mAP wins (a tie keeps the neck).
+    Returns {"embedding": "neck" | "pooled", "neck": {rank1, mAP, ...}, "pooled": {...}, "reason": one line}."""
+    outputs = _split_outputs(model, split, loader, device, channels_last=channels_last, progress=progress)
+    scores = {name: evaluate_split(outputs[name], split).ranking() for name in ("neck", "pooled")}
     chosen = "pooled" if scores["pooled"]["mAP"] > scores["neck"]["mAP"] else "neck"
     other = "neck" if chosen == "pooled" else "pooled"
     reason = (f"{chosen}: validation mAP {scores[chosen]['mAP']:.2f} vs {scores[other]['mAP']:.2f} for {other} "
               f"(Rank-1 {scores[chosen]['rank1']:.2f} vs {scores[other]['rank1']:.2f}) on "
-              f"{len(np.unique(q['pids']))} held-out training ids, {len(q['pids'])} queries, {len(g['pids'])} gallery")
+              f"{len(np.unique(split.query.pids))} held-out training ids, {split.num_query} queries, "
+              f"{split.num_gallery} gallery")
     return {"embedding": chosen, "neck": scores["neck"], "pooled": scores["pooled"], "reason": reason}
 
 
@@ -147,3 +142,12 @@ def print_summary(console, metrics: dict) -> None:
 
 def _pct(value) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1f}"
+
+
+def _split_outputs(model, split: Split, loader, device, **options) -> dict:
+    """`extract_outputs` of `loader`, checked to be the images of `split` in its order."""
+    outputs = extract_outputs(model, loader, device, **options)
+    if not (np.array_equal(outputs["pids"], split.pids) and np.array_equal(outputs["camids"], split.camids)):
+        raise ValueError(f"the evaluation loader gave {len(outputs['pids'])} images whose person/camera ids differ "
+                         f"from the split's {len(split.paths)}; build it over the split's samples, queries first")
+    return outputs

@@ -8,8 +8,10 @@ per epoch, rewrites the checkpoint at `config.out` after each (atomically), and 
 `evaluate` (`evaluation.py`) on the evaluation split when the data has one, printing a summary
 table. With `embedding = "auto"` it first ranks the held-out training ids (`data.validation`) with the
 neck output and with the pooled feature, keeps the better by mAP in the model's config, and records
-both scores (`val_neck_mAP`, `val_pooled_mAP`, ...) and the held-out ids (`ckpt["validation"]`); the
-query/gallery evaluation comes after the choice and never feeds it. `resume=True` continues from that checkpoint: weights, optimizer, schedule, center-loss
+both scores (`val_neck_mAP`, `val_pooled_mAP`, ...) and the held-out ids (`Checkpoint.validation`); the
+query/gallery evaluation comes after the choice and never feeds it. The run in progress is one `TrainState`
+(model, loss, optimizer, schedule, scaler, loader, the config as run, epoch, metrics, history). `resume=True`
+continues from that checkpoint: weights, optimizer, schedule, center-loss
 centers, RNG states and the epoch, so the resumed run ends where an uninterrupted one would. On
 CUDA out-of-memory the batch halves and the epoch starts over; model and inputs use the
 channels-last memory format unless `channels_last = false` (on CUDA and on the CPU, where oneDNN's
@@ -24,18 +26,18 @@ import math
 import random
 import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import Checkpoint, ResumeState, init_model, load_checkpoint, save_checkpoint
 from ..errors import CheckpointError, DataError, ReidExportError
+from ..evaluation.split import Split
 from ..progress import progress_bar
 from ..files import check_free_space, check_writable_dir, output_lock
-from ..models import build_model
 from .config import TrainConfig
 from .dataset import ReidDataset
 from .distributed import DistributedBatchSampler, all_reduce_mean, process_group, unwrap, wrap_model
@@ -45,7 +47,7 @@ from .losses import ReidLoss
 from .samplers import PKSampler, RandomBatchSampler
 from .transforms import eval_transform, train_transform
 
-__all__ = ["TrainResult", "train", "train_one_epoch", "train_step", "evaluate", "model_embeddings"]
+__all__ = ["TrainResult", "TrainState", "train", "train_one_epoch", "train_step", "evaluate", "model_embeddings"]
 
 
 @dataclass
@@ -55,6 +57,30 @@ class TrainResult:
     #                and attr_mean_accuracy, attr_mA (%) and attr_per_attribute with attribute heads and test labels
     seconds: float  # wall time of the whole `train` call, data loading and evaluation included
     images_per_sec: float  # training throughput over the epochs run in this call (0 if none ran)
+
+
+@dataclass
+class TrainState:
+    """A run in progress, in one object: what an epoch reads and changes, what a checkpoint saves and what
+    `--resume` restores. `run` is the config as run: batch_size and p shrink on out-of-memory."""
+
+    model: torch.nn.Module  # DDP-wrapped under torchrun
+    criterion: ReidLoss
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None  # AMP on CUDA only
+    dataset: ReidDataset
+    labels: list[int]  # training label of every image of `dataset`
+    run: TrainConfig
+    device: torch.device
+    env: object  # the process group (`distributed.process_group`)
+    amp: bool = False
+    channels_last: bool = False
+    scheduler: torch.optim.lr_scheduler.LambdaLR | None = None  # built once the loader's length is known
+    loader: DataLoader | None = None
+    epoch: int = 0  # epochs done
+    metrics: dict = field(default_factory=dict)  # the last epoch's, plus any evaluation since
+    history: list[dict] = field(default_factory=list)  # metrics of every epoch done
+    validation: dict | None = None  # held-out ids and the embedding choice (the checkpoint's record)
 
 
 def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False) -> TrainResult:
@@ -82,7 +108,8 @@ def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False) -> 
                                   hold_out=config.chooses_embedding, progress=not quiet)
         config = config.with_overrides({"attributes": resolve_attributes(config.attributes, data)})
         console.print(_data_line(config, data, device))
-        model = build_model(config.model_config(data.num_train_ids), init=config.init).to(device)
+        model = init_model(config.model_config(data.num_train_ids), config.init,  # a foreign file: converted,
+                           log=print if env.is_main else None).to(device)  # its summary line even with --quiet
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         criterion = ReidLoss(label_smoothing=config.label_smoothing, triplet_weight=config.triplet_weight,
@@ -93,60 +120,55 @@ def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False) -> 
         if env.is_main:  # weights + optimizer state, written every epoch: fail now, not after the first epoch
             check_free_space(out.parent, 3 * sum(p.numel() * p.element_size() for p in model.parameters()),
                              what=f"checkpoint {out}")
-        scaler = torch.amp.GradScaler("cuda") if amp else None
         labels = data.labels
         transform = train_transform(config.preprocess, flip=config.flip, pad_crop=config.pad_crop,
                                     random_erasing=config.random_erasing)
         dataset = ReidDataset(data.train, labels, transform, *(data.attribute_arrays() if config.attributes else ()))
         eval_codes = data.eval_attributes if config.attributes else None
-
-        run = config  # the config as run: batch_size and p shrink on out-of-memory
-        start_epoch, history = 0, []
+        state = TrainState(model=model, criterion=criterion, optimizer=optimizer, dataset=dataset, labels=labels,
+                           scaler=torch.amp.GradScaler("cuda") if amp else None, run=config, device=device, env=env,
+                           amp=amp, channels_last=channels_last)
         if ckpt is not None:
-            run, start_epoch, history = _resume(ckpt, config, model, optimizer, scaler, out, console, criterion)
-        model = wrap_model(model, env)  # DDP under torchrun: after the resume, which loads unprefixed weights
-        loader = _train_loader(dataset, labels, run, device, env)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor_fn(run, len(loader)))
+            _resume(ckpt, state, config, out, console)
+        start_epoch = state.epoch
+        state.model = wrap_model(model, env)  # DDP under torchrun: after the resume, which loads unprefixed weights
+        state.loader = _train_loader(dataset, labels, state.run, device, env)
+        state.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor_fn(state.run, len(state.loader)))
         if ckpt is not None:
-            if ckpt.get("lr_scheduler"):
-                scheduler.load_state_dict(ckpt["lr_scheduler"])
-            _place_schedule(scheduler, run, len(loader), start_epoch * len(loader))
-            _set_rng_state(ckpt["train_state"]["rng"])
+            if ckpt.lr_scheduler:
+                state.scheduler.load_state_dict(ckpt.lr_scheduler)
+            _place_schedule(state.scheduler, state.run, len(state.loader), start_epoch * len(state.loader))
+            _set_rng_state(ckpt.train_state.rng)
 
         def validate() -> dict:
-            return evaluate(unwrap(model), *_eval_loaders(data.query, data.gallery, run, device), device,
-                            attribute_codes=eval_codes, channels_last=channels_last, progress=not quiet)
+            split, loader = _eval_split(data.query, data.gallery, state.run, device)
+            return evaluate(unwrap(state.model), split, loader, device, attribute_codes=eval_codes,
+                            channels_last=channels_last, progress=not quiet)
 
-        validation = ckpt.get("validation") if ckpt is not None else None  # held-out ids + the embedding choice
-
-        images, train_seconds, metrics = 0, 0.0, dict(history[-1]) if history else {}
+        images, train_seconds = 0, 0.0
         for epoch in range(start_epoch, config.epochs):
-            stats, loader, run = _epoch_with_oom_retry(model, criterion, optimizer, scheduler, loader, dataset,
-                                                       labels, run, device, epoch, scaler, amp, quiet, console,
-                                                       channels_last=channels_last, env=env)
-            stats = _global_stats(stats, env)
+            stats = _global_stats(_epoch_with_oom_retry(state, epoch, quiet, console), env)
             images += stats.pop("images")
             train_seconds += stats["epoch_seconds"]
-            metrics = {"epoch": epoch + 1, **stats}
+            state.epoch, state.metrics = epoch + 1, {"epoch": epoch + 1, **stats}
             last = epoch + 1 == config.epochs
             if (data.query is not None and config.eval_every and (epoch + 1) % config.eval_every == 0 and not last
                     and env.is_main):
-                metrics.update(validate())
-            history.append(metrics)
-            console.print(_epoch_line(metrics, config.epochs))
+                state.metrics.update(validate())
+            state.history.append(state.metrics)
+            console.print(_epoch_line(state.metrics, config.epochs))
             if env.is_main:  # rank 0 alone writes; the others wait for it at the next step's gradient sync
-                _save(out, model, optimizer, scheduler, scaler, epoch + 1, metrics, run, history, loader, criterion,
-                      validation)
+                _save(out, state)
 
-        ran, changed = start_epoch < config.epochs, False
+        ran, changed, metrics = start_epoch < config.epochs, False, state.metrics
         if env.is_main and config.chooses_embedding and (ran or "embedding" not in metrics):
-            choice = choose_embedding(unwrap(model), *_eval_loaders(data.validation.query, data.validation.gallery,
-                                                                    run, device), device,
-                                      channels_last=channels_last, progress=not quiet)
-            unwrap(model).config.embedding = choice["embedding"]  # what load_model, export and runtimes use
+            split, loader = _eval_split(data.validation.query, data.validation.gallery, state.run, device)
+            choice = choose_embedding(unwrap(state.model), split, loader, device, channels_last=channels_last,
+                                      progress=not quiet)
+            unwrap(state.model).config.embedding = choice["embedding"]  # what load_model, export and runtimes use
             metrics.update({"embedding": choice["embedding"]}, **{f"val_{name}_{key}": choice[name][key]
                                                                   for name in ("neck", "pooled") for key in RANK_KEYS})
-            validation = data.validation.record(f"{data.layout} training ids held out") | {"choice": choice}
+            state.validation = data.validation.record(f"{data.layout} training ids held out") | {"choice": choice}
             console.print(f"embedding: {choice['reason']}")
             changed = True
         if data.query is None:
@@ -157,9 +179,8 @@ def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False) -> 
             metrics.update(validate())
             changed = True
         if changed:
-            history[-1:] = [metrics]
-            _save(out, model, optimizer, scheduler, scaler, max(config.epochs, start_epoch), metrics, run, history,
-                  loader, criterion, validation)
+            state.history[-1:] = [metrics]
+            _save(out, state)
         print_summary(console, metrics)
         console.print(f"checkpoint: {out}")
         return TrainResult(checkpoint=out, metrics=metrics, seconds=time.perf_counter() - started,
@@ -323,41 +344,40 @@ def _train_loader(dataset, labels, config: TrainConfig, device, env=None) -> Dat
                       persistent_workers=config.num_workers > 0, pin_memory=device.type == "cuda")
 
 
-def _eval_loaders(query, gallery, config: TrainConfig, device):
-    transform = eval_transform(config.preprocess)
-    loaders = []
-    for samples in (query, gallery):
-        dataset = ReidDataset(samples, [s.pid for s in samples], transform)
-        loaders.append(DataLoader(dataset, batch_size=config.batch_size, shuffle=False,
-                                  num_workers=config.num_workers, pin_memory=device.type == "cuda"))
-    return loaders
+def _eval_split(query, gallery, config: TrainConfig, device) -> tuple[Split, DataLoader]:
+    """The split to rank and a loader of its images in split order (queries, then gallery)."""
+    split = Split.from_samples(query, gallery)
+    samples = [*query, *gallery]
+    dataset = ReidDataset(samples, [s.pid for s in samples], eval_transform(config.preprocess))
+    return split, DataLoader(dataset, batch_size=config.batch_size, shuffle=False, num_workers=config.num_workers,
+                             pin_memory=device.type == "cuda")
 
 
-def _epoch_with_oom_retry(model, criterion, optimizer, scheduler, loader, dataset, labels, run, device, epoch,
-                          scaler, amp, quiet, console, *, channels_last: bool = False, env=None):
-    """Run an epoch; on CUDA out-of-memory restore the epoch's start, halve the batch and run it again
-    (single-process runs only; under torchrun the error ends the job)."""
-    snapshot = _snapshot(model, optimizer, scheduler, scaler, criterion)
+def _epoch_with_oom_retry(state: TrainState, epoch: int, quiet: bool, console) -> dict:
+    """Run an epoch and return its stats; on CUDA out-of-memory restore the epoch's start, halve the batch
+    (`state.run`, `state.loader`) and run it again (single-process runs only; under torchrun the error ends
+    the job)."""
+    snapshot = _snapshot(state)
     while True:
         try:
-            stats = train_one_epoch(model, criterion, optimizer, scheduler, loader, device, epoch, scaler=scaler,
-                                    amp=amp, channels_last=channels_last, progress=not quiet,
-                                    total_epochs=run.epochs)
-            return stats, loader, run
+            return train_one_epoch(state.model, state.criterion, state.optimizer, state.scheduler, state.loader,
+                                   state.device, epoch, scaler=state.scaler, amp=state.amp,
+                                   channels_last=state.channels_last, progress=not quiet,
+                                   total_epochs=state.run.epochs)
         except torch.cuda.OutOfMemoryError:
-            if env is not None and env.distributed:  # one rank retrying alone would leave the others waiting
-                raise
+            if state.env is not None and state.env.distributed:  # one rank retrying alone would leave the others
+                raise  # waiting
             # handled below, outside the except block, so the failed step's tensors are freed first
-        old = run.batch_size
-        run = _halved(run)
+        old = state.run.batch_size
+        state.run = _halved(state.run)
         console.print(f"[yellow]CUDA out of memory at batch size {old}: retrying epoch {epoch + 1} with "
-                      f"batch size {run.batch_size}[/]")
-        del loader
-        if device.type == "cuda":
+                      f"batch size {state.run.batch_size}[/]")
+        state.loader = None
+        if state.device.type == "cuda":
             torch.cuda.empty_cache()
-        _restore(snapshot, model, optimizer, scheduler, scaler, criterion)
-        loader = _train_loader(dataset, labels, run, device, env)
-        _place_schedule(scheduler, run, len(loader), epoch * len(loader))
+        _restore(snapshot, state)
+        state.loader = _train_loader(state.dataset, state.labels, state.run, state.device, state.env)
+        _place_schedule(state.scheduler, state.run, len(state.loader), epoch * len(state.loader))
 
 
 def _global_stats(stats: dict, env) -> dict:
@@ -382,21 +402,20 @@ def _halved(run: TrainConfig) -> TrainConfig:
     )
 
 
-def _snapshot(model, optimizer, scheduler, scaler, criterion=None) -> dict:
-    return {"model": _to_cpu(model.state_dict()), "optimizer": _to_cpu(optimizer.state_dict()),
-            "scheduler": copy.deepcopy(scheduler.state_dict()),
-            "scaler": copy.deepcopy(scaler.state_dict()) if scaler is not None else None,
-            "criterion": _to_cpu(criterion.state_dict()) if criterion is not None else None}
+def _snapshot(state: TrainState) -> dict:
+    return {"model": _to_cpu(state.model.state_dict()), "optimizer": _to_cpu(state.optimizer.state_dict()),
+            "scheduler": copy.deepcopy(state.scheduler.state_dict()),
+            "scaler": copy.deepcopy(state.scaler.state_dict()) if state.scaler is not None else None,
+            "criterion": _to_cpu(state.criterion.state_dict())}
 
 
-def _restore(snapshot: dict, model, optimizer, scheduler, scaler, criterion=None) -> None:
-    model.load_state_dict(snapshot["model"])
-    optimizer.load_state_dict(copy.deepcopy(snapshot["optimizer"]))
-    scheduler.load_state_dict(copy.deepcopy(snapshot["scheduler"]))
-    if scaler is not None:
-        scaler.load_state_dict(snapshot["scaler"])
-    if criterion is not None and snapshot.get("criterion") is not None:
-        criterion.load_state_dict(snapshot["criterion"])
+def _restore(snapshot: dict, state: TrainState) -> None:
+    state.model.load_state_dict(snapshot["model"])
+    state.optimizer.load_state_dict(copy.deepcopy(snapshot["optimizer"]))
+    state.scheduler.load_state_dict(copy.deepcopy(snapshot["scheduler"]))
+    if state.scaler is not None:
+        state.scaler.load_state_dict(snapshot["scaler"])
+    state.criterion.load_state_dict(snapshot["criterion"])
 
 
 def _to_cpu(obj):
@@ -409,42 +428,45 @@ def _to_cpu(obj):
     return obj
 
 
-def _save(out, model, optimizer, scheduler, scaler, epoch, metrics, run, history, loader, criterion=None,
-          validation: dict | None = None) -> None:
-    state = {"rng": _rng_state(), "sampler_epoch": epoch, "steps_per_epoch": len(loader), "history": history,
-             "scaler": scaler.state_dict() if scaler is not None else None,
-             "criterion": _to_cpu(criterion.state_dict()) if criterion is not None else {}}
-    save_checkpoint(out, model, epoch=epoch, optimizer=optimizer, lr_scheduler=scheduler, metrics=metrics,
-                    recipe=run.to_dict(), extra={"train_state": state, "validation": validation})
+def _save(out: Path, state: TrainState) -> None:
+    resume = ResumeState(rng=_rng_state(), sampler_epoch=state.epoch, steps_per_epoch=len(state.loader),
+                         history=state.history,
+                         scaler=state.scaler.state_dict() if state.scaler is not None else None,
+                         criterion=_to_cpu(state.criterion.state_dict()))
+    save_checkpoint(out, state.model, epoch=state.epoch, optimizer=state.optimizer, lr_scheduler=state.scheduler,
+                    metrics=state.metrics, recipe=state.run.to_dict(), train_state=resume,
+                    validation=state.validation)
 
 
-def _resume(ckpt: dict, config: TrainConfig, model, optimizer, scaler, out: Path, console, criterion=None):
-    if not isinstance(ckpt.get("train_state"), dict) or not ckpt.get("optimizer"):
+def _resume(ckpt: Checkpoint, state: TrainState, config: TrainConfig, out: Path, console) -> None:
+    """Load what `ckpt` saved into `state` (weights, optimizer, scaler, loss state, the epoch, history, the
+    halved batch, the validation record); the schedule and RNG follow once the loader exists."""
+    if ckpt.train_state is None or not ckpt.optimizer:
         raise CheckpointError(f"--resume: {out} holds weights but no training state (optimizer, RNG); it was not "
                               "written by `reid-export train`. Start a new run with another --out "
                               "(--init PATH starts from its weights)")
-    expected, saved_config = model.config.to_dict(), ckpt["config"]
+    model = state.model
+    expected, saved_config = model.config.to_dict(), ckpt.config
     differ = sorted(k for k in expected if saved_config.get(k) != expected[k] and k != "embedding")
     if differ:
         found = ", ".join(f"{k}={saved_config.get(k)!r}" for k in differ)
         wanted = ", ".join(f"{k}={expected[k]!r}" for k in differ)
         raise CheckpointError(f"--resume: {out} holds a model with {found}, but this config and data give "
                               f"{wanted}; resume with the same recipe and data, or start a new --out")
-    model.load_state_dict(ckpt["model"])
+    model.load_state_dict(ckpt.model)
     model.config.embedding = saved_config.get("embedding", model.config.embedding)  # chosen at the end of the run
-    optimizer.load_state_dict(ckpt["optimizer"])
-    state = ckpt["train_state"]
-    if scaler is not None and state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
-    if criterion is not None and state.get("criterion"):
-        criterion.load_state_dict(state["criterion"])
-    run = config
-    saved = ckpt.get("recipe") or {}
-    if saved.get("batch_size", config.batch_size) < config.batch_size:  # halved after an out-of-memory
-        run = config.with_overrides({"batch_size": saved["batch_size"], "p": saved.get("p", 0)})
-    epoch = int(ckpt["epoch"])
-    console.print(f"resuming {out} after epoch {epoch} of {config.epochs}")
-    return run, epoch, list(state.get("history", []))
+    state.optimizer.load_state_dict(ckpt.optimizer)
+    saved = ckpt.train_state
+    if state.scaler is not None and saved.scaler:
+        state.scaler.load_state_dict(saved.scaler)
+    if saved.criterion:
+        state.criterion.load_state_dict(saved.criterion)
+    if ckpt.recipe.get("batch_size", config.batch_size) < config.batch_size:  # halved after an out-of-memory
+        state.run = config.with_overrides({"batch_size": ckpt.recipe["batch_size"], "p": ckpt.recipe.get("p", 0)})
+    state.epoch, state.history = int(ckpt.epoch), list(saved.history)
+    state.metrics = dict(state.history[-1]) if state.history else {}
+    state.validation = ckpt.validation  # held-out ids + the embedding choice
+    console.print(f"resuming {out} after epoch {state.epoch} of {config.epochs}")
 
 
 def _rng_state() -> dict:

@@ -9,6 +9,7 @@ import torch
 from reid_export.bench import BenchSettings, ModelSpec, run_bench
 from reid_export.bench.plots import arch_colours, write_plots
 from reid_export.bench.report import grouped_rows, matrix_rows, print_table, table_rows, write_report
+from reid_export.bench.rows import BenchRow
 from reid_export.bench.run import _compare_to_reference
 from reid_export.checkpoint import save_checkpoint
 from reid_export.models import ModelConfig, ReidNet
@@ -43,8 +44,9 @@ def _matrix():
     rng = np.random.default_rng(0)
     dims = {"resnet50": 16, "resnet18": 8, "osnet_x0_25": 12}
     embeddings = [rng.standard_normal((5, dims[r["arch"]])).astype(np.float32) if "arch" in r else None for r in rows]
-    _compare_to_reference(rows, embeddings)
-    return rows
+    typed = [BenchRow.from_dict(row) for row in rows]
+    _compare_to_reference(typed, embeddings)
+    return [row.to_dict() for row in typed]
 
 
 def test_each_row_is_compared_with_the_torch_fp32_row_of_its_own_arch_and_model():

@@ -117,7 +117,7 @@ def test_export_model_measures_on_the_ids_the_checkpoint_held_out(train_only, tm
     pids = load_market1501(train_only, splits=("train",), progress=False).train_pids
     held = pids[:2]  # not the last ones: the record, not the default, decides
     ckpt = save_checkpoint(tmp_path / "m.pt", make_tiny_model(), epoch=1,
-                           extra={"validation": {"ids": held, "source": "market training ids held out"}})
+                           validation={"ids": held, "source": "market training ids held out"})
     options = ExportOptions(precision="int8", int8=FAST, int8_search=Int8Search(max_map_drop=100.0))
     result = export_model(ckpt, tmp_path / "m.int8.onnx", options, calib_data=train_only, progress=False,
                           log=lambda _: None)

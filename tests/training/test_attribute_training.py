@@ -104,11 +104,11 @@ def test_attribute_training_writes_heads_metrics_and_the_summary(synth_market, t
     )
     result = train(config, quiet=False)
     ckpt = load_checkpoint(result.checkpoint)
-    assert {"rank1", "mAP", "mINP", "attr_mean_accuracy", "attr_mA"} <= set(ckpt["metrics"])
-    assert 0 <= ckpt["metrics"]["attr_mA"] <= 100 and 0 <= ckpt["metrics"]["attr_mean_accuracy"] <= 100
-    assert set(ckpt["metrics"]["attr_per_attribute"]) == set(ATTRIBUTE_NAMES)
-    assert ckpt["recipe"]["attributes"] is True and ckpt["config"]["attributes"] is True
-    centers = ckpt["train_state"]["criterion"]["center.centers"]
+    assert {"rank1", "mAP", "mINP", "attr_mean_accuracy", "attr_mA"} <= set(ckpt.metrics)
+    assert 0 <= ckpt.metrics["attr_mA"] <= 100 and 0 <= ckpt.metrics["attr_mean_accuracy"] <= 100
+    assert set(ckpt.metrics["attr_per_attribute"]) == set(ATTRIBUTE_NAMES)
+    assert ckpt.recipe["attributes"] is True and ckpt.config["attributes"] is True
+    centers = ckpt.train_state.criterion["center.centers"]
     assert centers.shape == (6, 512) and centers.abs().sum() > 0  # the center loss ran and moved its centers
     model = load_model(result.checkpoint)
     assert model.attribute_head is not None
@@ -125,7 +125,7 @@ def test_attributes_true_without_labels_says_which_file_is_missing(jpeg_market, 
 def test_auto_attributes_without_labels_trains_without_heads_and_records_false(jpeg_market, tiny_config):
     result = train(replace(tiny_config, attributes="auto", epochs=1), quiet=True)
     ckpt = load_checkpoint(result.checkpoint)
-    assert ckpt["recipe"]["attributes"] is False and ckpt["config"]["attributes"] is False
+    assert ckpt.recipe["attributes"] is False and ckpt.config["attributes"] is False
     assert "attr_mA" not in result.metrics
 
 

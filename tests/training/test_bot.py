@@ -120,8 +120,8 @@ def test_resume_restores_the_centers_and_ends_like_an_uninterrupted_run(synth_ma
     monkeypatch.setattr(loop, "train_one_epoch", real_epoch)
     resumed = train(part, resume=True, quiet=True)
     a, b = load_checkpoint(full.checkpoint), load_checkpoint(resumed.checkpoint)
-    torch.testing.assert_close(b["train_state"]["criterion"]["center.centers"],
-                               a["train_state"]["criterion"]["center.centers"], rtol=0, atol=1e-5)
-    for key, tensor in a["model"].items():
-        torch.testing.assert_close(b["model"][key], tensor, rtol=0, atol=1e-5, msg=key)
-    assert b["recipe"]["attributes"] is True and resumed.metrics["attr_mA"] == pytest.approx(full.metrics["attr_mA"])
+    torch.testing.assert_close(b.train_state.criterion["center.centers"],
+                               a.train_state.criterion["center.centers"], rtol=0, atol=1e-5)
+    for key, tensor in a.model.items():
+        torch.testing.assert_close(b.model[key], tensor, rtol=0, atol=1e-5, msg=key)
+    assert b.recipe["attributes"] is True and resumed.metrics["attr_mA"] == pytest.approx(full.metrics["attr_mA"])

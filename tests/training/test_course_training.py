@@ -38,8 +38,8 @@ def test_course_split_holds_out_the_last_val_ids_with_one_query_each(course):
 def test_training_on_a_course_folder_evaluates_on_the_held_out_ids(course, tmp_path):
     result = train(_config(course, tmp_path / "course.pt", attributes="auto"), quiet=True)
     ckpt = load_checkpoint(result.checkpoint)
-    assert ckpt["recipe"]["val_ids"] == 2 and ckpt["recipe"]["attributes"] is True  # resolved from the CSV
-    assert {"rank1", "mAP", "attr_mean_accuracy", "attr_mA"} <= set(ckpt["metrics"])
+    assert ckpt.recipe["val_ids"] == 2 and ckpt.recipe["attributes"] is True  # resolved from the CSV
+    assert {"rank1", "mAP", "attr_mean_accuracy", "attr_mA"} <= set(ckpt.metrics)
     model = load_model(result.checkpoint)
     assert model.config.num_classes == 4 and model.attribute_head is not None
 

@@ -18,6 +18,7 @@ from reid_export.artefacts.onnx_metadata import read_onnx_info
 from reid_export.checkpoint import load_checkpoint, load_model, save_checkpoint
 from reid_export.data.market1501 import Sample
 from reid_export.errors import DataError, ReidExportError
+from reid_export.evaluation.split import Split
 from reid_export.export.onnx import export_onnx
 from reid_export.models import with_embedding
 from reid_export.runtimes import make_runtime
@@ -49,29 +50,29 @@ def test_the_choice_never_sees_query_or_gallery(synth_market, tmp_path):
     clean = train(_config(synth_market, tmp_path / "clean.pt"), quiet=True)
     noisy = train(_config(_noise_copy(synth_market, tmp_path / "noisy"), tmp_path / "noisy.pt"), quiet=True)
     a, b = load_checkpoint(clean.checkpoint), load_checkpoint(noisy.checkpoint)
-    assert a["validation"]["choice"] == b["validation"]["choice"]  # same embedding, same validation scores
-    assert a["config"]["embedding"] == b["config"]["embedding"] == a["metrics"]["embedding"]
-    assert a["metrics"]["mAP"] != b["metrics"]["mAP"]  # while the test-set evaluation did see the noise
-    held = a["validation"]["ids"]
+    assert a.embedding_choice == b.embedding_choice  # same embedding, same validation scores
+    assert a.config["embedding"] == b.config["embedding"] == a.metrics["embedding"]
+    assert a.metrics["mAP"] != b.metrics["mAP"]  # while the test-set evaluation did see the noise
+    held = a.validation_ids
     assert held == sorted(load_training_data(synth_market).train_pids)[-2:]  # the last 2 training ids
     test_pids = {s.pid for s in load_training_data(synth_market).query}
     assert not set(held) & test_pids
     for name in ("neck", "pooled"):
-        assert a["metrics"][f"val_{name}_mAP"] == a["validation"]["choice"][name]["mAP"]
+        assert a.metrics[f"val_{name}_mAP"] == a.embedding_choice[name]["mAP"]
 
 
 def test_held_out_ids_are_not_trained_on(synth_market, tmp_path):
     result = train(_config(synth_market, tmp_path / "m.pt"), quiet=True)
     ckpt = load_checkpoint(result.checkpoint)
     all_ids = load_training_data(synth_market).num_train_ids
-    assert ckpt["model"]["classifier.weight"].shape[0] == all_ids - 2  # the ID head has no class for them
+    assert ckpt.model["classifier.weight"].shape[0] == all_ids - 2  # the ID head has no class for them
 
 
 def test_a_fixed_embedding_holds_nothing_out(synth_market, tmp_path):
     result = train(replace(_config(synth_market, tmp_path / "m.pt"), embedding="pooled"), quiet=True)
     ckpt = load_checkpoint(result.checkpoint)
-    assert ckpt["config"]["embedding"] == "pooled" and ckpt["validation"] is None
-    assert ckpt["model"]["classifier.weight"].shape[0] == load_training_data(synth_market).num_train_ids
+    assert ckpt.config["embedding"] == "pooled" and ckpt.validation is None
+    assert ckpt.model["classifier.weight"].shape[0] == load_training_data(synth_market).num_train_ids
 
 
 def test_validation_split_is_the_last_ids_with_one_query_per_camera():
@@ -85,19 +86,21 @@ def test_validation_split_is_the_last_ids_with_one_query_per_camera():
         market_validation_split(samples, 3)
 
 
-def _loaders(samples_q, samples_g):
+def _split_and_loader(samples_q, samples_g):
     transform = eval_transform(make_tiny_model().config.preprocess)
-    return [DataLoader(ReidDataset(s, [x.pid for x in s], transform), batch_size=16) for s in (samples_q, samples_g)]
+    samples = [*samples_q, *samples_g]
+    loader = DataLoader(ReidDataset(samples, [x.pid for x in samples], transform), batch_size=16)
+    return Split.from_samples(samples_q, samples_g), loader
 
 
 def test_the_better_validation_map_wins_and_a_tie_keeps_the_neck(synth_market):
     data = load_training_data(synth_market)
     _, split = market_validation_split(data.train, 3)
-    loaders = _loaders(split.query, split.gallery)
+    ranked = _split_and_loader(split.query, split.gallery)
     model = make_tiny_model()
     with torch.no_grad():  # a neck that shifts every image by the same large vector drowns what tells them apart
         model.neck.running_mean.fill_(1e3)
-    collapsed = choose_embedding(model, *loaders, "cpu")
+    collapsed = choose_embedding(model, *ranked, "cpu")
     assert collapsed["embedding"] == "pooled" and collapsed["pooled"]["mAP"] > collapsed["neck"]["mAP"]
     assert collapsed["reason"].startswith("pooled: validation mAP") and "3 held-out training ids" in collapsed["reason"]
     identity = make_tiny_model()
@@ -106,7 +109,7 @@ def test_the_better_validation_map_wins_and_a_tie_keeps_the_neck(synth_market):
         identity.neck.running_var.fill_(1 - identity.neck.eps)
         identity.neck.weight.fill_(1.0)
         identity.neck.bias.zero_()
-    tie = choose_embedding(identity, *loaders, "cpu")
+    tie = choose_embedding(identity, *ranked, "cpu")
     assert tie["embedding"] == "neck" and tie["neck"]["mAP"] == pytest.approx(tie["pooled"]["mAP"])
 
 

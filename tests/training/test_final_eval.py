@@ -14,4 +14,4 @@ def test_final_eval_on_by_default_and_skipped_when_off(tiny_config, tmp_path):
     off = train(replace(tiny_config, epochs=1, out=str(tmp_path / "off.pt"), final_eval=False), quiet=True)
     assert "rank1" in on.metrics and "mAP" in on.metrics
     assert "rank1" not in off.metrics and "mAP" not in off.metrics
-    assert "rank1" not in load_checkpoint(off.checkpoint)["metrics"]
+    assert "rank1" not in load_checkpoint(off.checkpoint).metrics

@@ -19,8 +19,8 @@ def test_training_writes_a_loadable_checkpoint_with_metrics_and_recipe(tiny_conf
     assert result.seconds > 0 and result.images_per_sec > 0
     assert {"rank1", "mAP", "mINP", "loss", "id_acc"} <= set(result.metrics)
     ckpt = load_checkpoint(result.checkpoint)
-    assert ckpt["epoch"] == 2 and ckpt["recipe"] == tiny_config.to_dict()
-    assert ckpt["metrics"]["rank1"] == result.metrics["rank1"]
+    assert ckpt.epoch == 2 and ckpt.recipe == tiny_config.to_dict()
+    assert ckpt.metrics["rank1"] == result.metrics["rank1"]
     model = load_model(result.checkpoint)
     assert (model.config.preprocess.height, model.config.preprocess.width) == (64, 32)
     assert model.embed(torch.zeros(2, 3, 64, 32)).shape == (2, 512)
@@ -55,14 +55,14 @@ def test_resumed_run_ends_where_an_uninterrupted_run_ends(tiny_config, tmp_path,
     monkeypatch.setattr(loop, "train_one_epoch", interrupted_after_two_epochs)
     with pytest.raises(KeyboardInterrupt):
         train(part, quiet=True)
-    assert load_checkpoint(part.out)["epoch"] == 2
+    assert load_checkpoint(part.out).epoch == 2
     monkeypatch.setattr(loop, "train_one_epoch", real_epoch)
     resumed = train(part, resume=True, quiet=True)
 
     a, b = load_checkpoint(full.checkpoint), load_checkpoint(resumed.checkpoint)
-    assert a["epoch"] == b["epoch"] == 3
-    for key, tensor in a["model"].items():
-        torch.testing.assert_close(b["model"][key], tensor, rtol=0, atol=1e-5, msg=key)
+    assert a.epoch == b.epoch == 3
+    for key, tensor in a.model.items():
+        torch.testing.assert_close(b.model[key], tensor, rtol=0, atol=1e-5, msg=key)
     assert resumed.metrics["rank1"] == full.metrics["rank1"]
     assert resumed.metrics["loss"] == pytest.approx(full.metrics["loss"], abs=1e-5)
 
@@ -88,7 +88,7 @@ def test_cuda_out_of_memory_halves_the_batch_and_retries_the_epoch(jpeg_market, 
     result = train(config, quiet=True)
     assert sizes[0] == 8 and set(sizes[1:]) == {4}
     assert len(sizes) == 1 + 25 // 4
-    assert load_checkpoint(result.checkpoint)["recipe"]["batch_size"] == 4
+    assert load_checkpoint(result.checkpoint).recipe["batch_size"] == 4
 
 
 def test_out_of_memory_at_the_smallest_pk_batch_is_an_error(tiny_config, monkeypatch):
