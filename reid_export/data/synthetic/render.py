@@ -174,6 +174,17 @@ def sample_person(rng: np.random.Generator) -> _Person:
     )
 
 
+def draw_sprite(person: _Person, view: str, facing: int, swing: float) -> Image.Image:
+    """`person` alone on a transparent RGBA canvas of IMAGE_SIZE, for the synthetic video: walking in a side
+    view (`swing`, -1..1, is the arms' and legs' phase) or standing (front or back view). The soles are 3 pixels
+    above the bottom edge, the body 0.9 of the canvas tall."""
+    pose = _Pose(view=view, facing=facing, spread=0.025, arm_out=0.01, stride=0.02 + 0.11 * abs(swing), swing=swing,
+                 lean=0.0)
+    canvas = Image.new("RGBA", (_W, _H), (0, 0, 0, 0))
+    _draw_person(canvas, ImageDraw.Draw(canvas), person, pose, _W / 2, _H - 3 * _SS, _H * 0.9)
+    return canvas.reduce(_SS)
+
+
 def _sample_pose(rng: np.random.Generator, view: str, facing: int) -> _Pose:
     return _Pose(
         view=view, facing=facing, spread=float(rng.uniform(0.0, 0.035)), arm_out=float(rng.uniform(0.0, 0.03)),

@@ -1,0 +1,106 @@
+"""track-bench: TrackEval scores, the cross-camera hand-over, and a run through ONNX Runtime FP32 and INT8."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("boxmot", reason="the `tracking` extra (boxmot, trackeval) is not installed")
+pytest.importorskip("trackeval", reason="the `tracking` extra (boxmot, trackeval) is not installed")
+
+from reid_export.bench.tracking_eval import hand_over, scene_sequences, score_tracks  # noqa: E402
+from reid_export.data.mot import find_sequences  # noqa: E402
+from reid_export.data.synthetic.video import VideoSettings, generate_sequences  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tracks")
+    generate_sequences(root, VideoSettings(cameras=2, frames=60, people=5, width=320, height=180), seed=2,
+                       progress=False)
+    return root
+
+
+def _as_tracks(gt: np.ndarray, ids: np.ndarray | None = None) -> np.ndarray:
+    """Ground truth written as tracker output (frame, id, box, 1, -1, -1, -1, detection index)."""
+    n = len(gt)
+    return np.column_stack([gt[:, 0], gt[:, 1] if ids is None else ids, gt[:, 2:6], np.ones(n), -np.ones((n, 3)),
+                            np.arange(n)])
+
+
+def test_ground_truth_as_tracker_output_scores_perfectly_and_shuffled_ids_score_low(video, tmp_path):
+    sequences = find_sequences(video)
+    gt = {s.name: s.ground_truth() for s in sequences}
+    rng = np.random.default_rng(0)
+    results = {"perfect": {name: _as_tracks(rows) for name, rows in gt.items()},
+               "shuffled": {name: _as_tracks(rows, _shuffled_per_frame(rows, rng)) for name, rows in gt.items()}}
+    scores = score_tracks(sequences, gt, results, tmp_path)
+    assert scores["perfect"]["HOTA"] == 100 and scores["perfect"]["IDF1"] == 100 and scores["perfect"]["IDSW"] == 0
+    assert scores["shuffled"]["IDF1"] < 50 and scores["shuffled"]["AssA"] < 50 and scores["shuffled"]["IDSW"] > 100
+    assert scores["shuffled"]["DetA"] == 100  # the boxes are right, only the identities are wrong
+
+
+def test_hand_over_by_appearance_joins_one_person_across_cameras(video, tmp_path):
+    sequences = find_sequences(video)
+    (scene, views), = scene_sequences(sequences).items()
+    gt = {s.name: s.ground_truth() for s in views}
+    tracks = {s.name: _as_tracks(gt[s.name], gt[s.name][:, 1] + 100 * s.camera) for s in views}  # per-camera ids
+    embeddings = {s.name: np.eye(16, dtype=np.float32)[gt[s.name][:, 1].astype(int)] for s in views}  # one per person
+    joined_gt = np.concatenate([gt[views[0].name], gt[views[1].name] + np.eye(1, 9)[0] * views[0].length])  # frames follow
+    joined = replace(views[0], name="all", length=views[0].length + views[1].length)
+    scores = score_tracks([joined], {"all": joined_gt}, {
+        "appearance": {"all": hand_over(views, tracks, embeddings, 0.5)},
+        "no-appearance": {"all": hand_over(views, tracks, None, 0.5)},
+    }, tmp_path)
+    assert scores["appearance"]["IDF1"] == 100
+    assert scores["no-appearance"]["IDF1"] < 90
+
+
+def test_track_bench_runs_onnxruntime_fp32_and_int8_against_none(video, tiny_onnx, tiny_market, tmp_path):
+    from reid_export.export.precision import calibration_images, quantize_int8
+    from reid_export.export.settings import Int8Settings
+
+    int8 = quantize_int8(tiny_onnx, tmp_path / "tiny.int8.onnx", calibration_images(tiny_market, 16), Int8Settings(),
+                         progress=False)
+    out = tmp_path / "report"
+    result = _cli("track-bench", "--data", video, "--model", tiny_onnx, "--model", f"onnxruntime={int8}",
+                  "--tracker", "botsort", "-o", out, "-q")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    rows = {(r["runtime"], r["precision"]): r for r in report["rows"]}
+    assert set(rows) == {("none", "-"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")}
+    for row in rows.values():
+        assert row["status"] == "ok" and row["tracker"] == "botsort"
+        assert 0 < row["HOTA"] <= 100 and 0 < row["IDF1"] <= 100 and 0 < row["xcam_IDF1"] <= 100
+        assert row["tracker_ms_per_frame"] > 0
+    assert rows[("onnxruntime", "int8")]["reid_ms_per_frame"] > 0
+    assert "IDF1_over_none" in rows[("onnxruntime", "fp32")]
+    assert (out / "idf1_vs_reid_ms.png").stat().st_size > 0 and "| botsort |" in (out / "report.md").read_text()
+    assert (out / "tracks").is_dir() and "IDF1" in result.stdout
+    again = _cli("track-bench", "--data", video, "-o", out, "-q")
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_an_unknown_tracker_is_refused_naming_the_choices(video, tmp_path):
+    result = _cli("track-bench", "--data", video, "--tracker", "sort", "-o", tmp_path)
+    assert result.returncode == 2 and "botsort, deepocsort" in result.stderr
+
+
+def _shuffled_per_frame(gt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The ids of each frame's boxes dealt out again at random among those boxes."""
+    ids = gt[:, 1].copy()
+    for frame in np.unique(gt[:, 0]):
+        here = np.flatnonzero(gt[:, 0] == frame)
+        ids[here] = rng.permutation(ids[here])
+    return ids
+
+
+def _cli(*args):
+    """The real entry point, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "reid_export.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=600)
