@@ -28,13 +28,15 @@ import numpy as np
 import torch
 
 from ..artefacts.onnx_metadata import EMBEDDING_NAME, read_onnx_info
+from ..artefacts.tracker_sidecar import tracker_sidecar_path
 from ..checkpoint import load_model
 from ..contract import Preprocess
 from ..errors import ExportError
-from ..export.onnx import export_onnx
-from ..files import refuse_existing, write_text
+from ..export.onnx import export_onnx, is_onnx_file
+from ..files import refuse_existing, refuse_replacing, write_text
 from ..models import ReidNet
 from ..runtimes import make_runtime
+from .settings import NETWORK_MODES, REID_TYPES
 
 __all__ = [
     "CONFIG_NAME",
@@ -50,8 +52,6 @@ __all__ = [
 
 MODEL_NAME = "reid.onnx"
 CONFIG_NAME = "config_tracker_reid.yml"
-NETWORK_MODES = {"fp32": 0, "fp16": 1, "int8": 2}  # networkMode: TensorRT precision DeepStream builds the engine at
-REID_TYPES = {"deepsort": 1, "reassoc": 2, "both": 3}  # reidType (0 is the dummy Re-ID)
 _FOLD_MIN_COSINE = 0.9999  # the folded ONNX under DeepStream's formula vs the unfolded PyTorch model
 
 
@@ -80,8 +80,10 @@ def write_deepstream(checkpoint: str | Path, out_dir: str | Path, *, reid_type: 
         raise ExportError(f"batch size must be at least 1, got {batch_size}")
     out_dir = Path(out_dir)
     onnx_path, config_path = out_dir / MODEL_NAME, out_dir / CONFIG_NAME
-    refuse_existing(onnx_path, overwrite=overwrite, error=ExportError)
-    refuse_existing(config_path, overwrite=overwrite, error=ExportError)
+    refuse_existing(onnx_path, overwrite=overwrite, error=ExportError, inputs=(checkpoint,))
+    refuse_existing(config_path, overwrite=overwrite, error=ExportError, inputs=(checkpoint,))
+    if overwrite and out_dir.is_dir():
+        _refuse_a_foreign_folder(out_dir)
     model = load_model(checkpoint)
     folded = fold_std(model)
     export_onnx(folded, onnx_path, l2_normalize=model.config.preprocess.l2_normalized, with_attributes=False,
@@ -199,3 +201,15 @@ def _check_fold(model: ReidNet, onnx_path: Path, reid: dict) -> float:
     ref = ref / np.linalg.norm(ref, axis=1, keepdims=True)
     got = got / np.linalg.norm(got, axis=1, keepdims=True)
     return float((ref * got).sum(axis=1).min())
+
+
+def _refuse_a_foreign_folder(out_dir: Path) -> None:
+    """--overwrite: the folder must hold only what `write_deepstream` writes (hidden files aside)."""
+    onnx_path = out_dir / MODEL_NAME
+    ours = (MODEL_NAME, CONFIG_NAME, tracker_sidecar_path(onnx_path).name)  # the ONNX export writes its sidecar
+    others = sorted(p.name for p in out_dir.iterdir() if p.name not in ours and not p.name.startswith("."))
+    why = (f"it also holds {', '.join(others[:5])}{' and more' if len(others) > 5 else ''}" if others
+           else f"its {MODEL_NAME} is not an ONNX file")
+    refuse_replacing(out_dir, own=lambda _: not others and (not onnx_path.exists() or is_onnx_file(onnx_path)),
+                     kind=f"a folder written by `reid-export deepstream` ({MODEL_NAME}, {CONFIG_NAME})", why=why,
+                     error=ExportError)

@@ -33,7 +33,8 @@ from ..artefacts.onnx_metadata import (
 from ..artefacts.tensorrt_sidecar import read_sidecar
 from ..contract import Preprocess
 from ..errors import ExportError, RuntimeUnavailable
-from ..files import atomic_path, check_writable_dir, write_text
+from ..files import atomic_path, check_writable_dir, refuse_own_input, refuse_replacing, write_text
+from .settings import DEFAULT_MAX_BATCH
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
@@ -46,7 +47,6 @@ __all__ = [
     "write_triton_repository",
 ]
 
-DEFAULT_MAX_BATCH = 128  # max_batch_size when the artefact does not fix one (ONNX, OpenVINO IR)
 _TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "bfloat16": "TYPE_BF16", "int64": "TYPE_INT64",
                  "int32": "TYPE_INT32", "int8": "TYPE_INT8", "uint8": "TYPE_UINT8", "bool": "TYPE_BOOL",
                  "float64": "TYPE_FP64"}
@@ -115,8 +115,11 @@ def write_triton_repository(artefact: str | Path, repository: str | Path, *, nam
         warnings.warn(f"config.pbtxt not checked against Triton's model-config schema: {e}", stacklevel=2)
 
     folder = Path(repository) / name
+    refuse_own_input(folder, [artefact, *(src for src, _ in described["files"])], option="-o/--name", error=ExportError)
     if folder.exists() and not overwrite:
         raise ExportError(f"{folder} already exists; pass --overwrite to replace the model, or choose another --name")
+    refuse_replacing(folder, own=lambda path: (path / "config.pbtxt").is_file(), option="-o/--name", error=ExportError,
+                     kind="a Triton model folder (NAME/config.pbtxt)", why="it holds no config.pbtxt")
     check_writable_dir(Path(repository), what="model repository")
     version = folder / "1"
     if folder.exists():
@@ -261,7 +264,7 @@ def _describe_engine(path: Path, max_batch: int | None) -> dict:
 
 
 def _describe_openvino(path: Path, max_batch: int) -> dict:
-    from ..runtimes.openvino import import_openvino, ir_metadata  # lazy: openvino
+    from ..artefacts.openvino_ir import import_openvino, ir_metadata  # lazy: openvino
 
     weights = path.with_suffix(".bin")
     if not weights.is_file():
