@@ -133,7 +133,7 @@ def test_exports_at_every_precision_and_runs_in_onnxruntime(tiny_market, tmp_pat
     cosines = {}
     for precision, path in paths.items():
         with OnnxRuntime(path) as rt:
-            assert rt.precision == precision and rt.info.model["arch"] == "osnet_x0_25"
+            assert rt.precision == precision and rt.info.arch == "osnet_x0_25"
             emb = rt.infer(images)["embedding"]
         assert emb.shape == (4, 512) and np.isfinite(emb).all()
         cosines[precision] = float((emb * reference).sum(axis=1).min())

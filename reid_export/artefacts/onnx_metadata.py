@@ -119,8 +119,8 @@ def _check_external_data(path: Path, proto) -> None:
             how = "a link out of" if plain and ".." not in Path(location).parts else "outside"
             raise ExportError(f"{path}: tensor {tensor!r} takes its weights from {location[:200]!r}, {how} the "
                               f"model's folder {folder}; a model may only name data files beside it, so it was "
-                              "refused: keep the .onnx and its data file in one folder (save it with a plain file "
-                              "name as the location)")
+                              "refused for safety: keep the .onnx and its data file in one folder (save it with a "
+                              "plain file name as the location)")
 
 
 def _external_locations(graph):

@@ -33,7 +33,7 @@ def test_ir_carries_the_contract_and_precision_and_matches_onnx(tiny_onnx, tiny_
     assert meta[PRECISION_KEY] == "fp32"
     with make_runtime("openvino", result.path) as rt:  # the runtime reads the contract back from rt_info
         assert rt.contract == read_contract(tiny_onnx) and rt.precision == "fp32"
-        assert rt.info.model["arch"] == "resnet18" and rt.info.precision == "fp32" and rt.info.opset is None
+        assert rt.info.arch == "resnet18" and rt.info.precision == "fp32" and rt.info.opset is None
     import openvino as ov
 
     weights = {op.get_output_element_type(0).get_type_name() for op in ov.Core().read_model(str(result.path)).get_ops()

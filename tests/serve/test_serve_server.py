@@ -101,7 +101,7 @@ def test_serve_refuses_a_public_bind_without_a_token_from_the_command_line(tiny_
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model, expected", [
-    ("openvino={onnx}", "more model instances are for ONNX Runtime on CPU"),  # --instances 2 on another runtime
+    ("openvino={onnx}", "more model instances (lanes) are for ONNX Runtime on CPU"),  # --instances 2 on another runtime
     ("{broken}", "re-export it with `reid-export onnx`"),  # a model file that is not an ONNX graph
 ])
 def test_a_refused_start_up_says_why_in_one_line_without_a_traceback(tiny_onnx, gallery, tmp_path, model, expected):
