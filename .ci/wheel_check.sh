@@ -20,4 +20,6 @@ cd "$work"
 test -s model.pt
 "$work/venv/bin/reid-export" demo --help > /dev/null
 "$work/venv/bin/python" -c 'from importlib.resources import files; assert files("reid_export.serve").joinpath("static/index.html").is_file(), "the serve page is missing from the wheel"'
-echo "wheel check: a non-editable install synthesised, trained 1 epoch with --recipe quick, ran demo --help, and has the serve page"
+"$work/venv/bin/python" -c 'from importlib.resources import files; assert files("reid_export.bench").joinpath("report.schema.json").is_file(), "the report schema is missing from the wheel"'
+"$work/venv/bin/reid-export" inspect model.pt > /dev/null
+echo "wheel check: a non-editable install synthesised, trained 1 epoch with --recipe quick, ran demo --help and inspect, and has the serve page and the report schema"
