@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 import pytest
+from lock_holder import holding_lock
 
 from reid_export.artefacts.info import inspect
 from reid_export.artefacts.onnx_metadata import read_onnx_info
@@ -27,27 +28,12 @@ from reid_export.runtimes.triton import TritonAddress
 
 SECRET = "hunter2-5f0c7a"
 
-_HOLDER = """
-import sys, time
-from reid_export.files import output_lock
-with output_lock(sys.argv[1], sys.argv[2:]):
-    print("held", flush=True)
-    time.sleep(60)
-"""
-
-
 @pytest.fixture
 def holder(tmp_path):
     """A real second process holding the lock of tmp_path/out.bin, started as `serve --token SECRET`."""
     out = tmp_path / "out.bin"
-    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(out), "reid-export", "serve", "--token", SECRET],
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "held"
+    with holding_lock(out, "reid-export", "serve", "--token", SECRET) as proc:
         yield out, proc
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.mark.parametrize("argv, shown", [

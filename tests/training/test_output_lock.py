@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from lock_holder import holding_lock
 
 from reid_export.checkpoint import save_checkpoint
 from reid_export.errors import ReidExportError
@@ -18,26 +19,12 @@ from reid_export.files import output_lock
 from reid_export.training import train
 from reid_export.training import loop as training_loop
 
-_HOLDER = """
-import sys, time
-from reid_export.files import output_lock
-with output_lock(sys.argv[1], "reid-export train --out " + sys.argv[1]):
-    print("held", flush=True)
-    time.sleep(60)
-"""
-
-
 @pytest.fixture
 def other_writer(tmp_path):
     """A real second process holding the lock of tmp_path/model.pt."""
     out = tmp_path / "model.pt"
-    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(out)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "held"
+    with holding_lock(out, "reid-export", "train", "--out", str(out)) as proc:
         yield out, proc
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def test_second_train_on_the_same_out_is_refused_naming_the_first(tiny_config, other_writer):
