@@ -33,7 +33,7 @@ from .models.foreign import ImportDefaultWarning, Importer, import_foreign, near
 from .models.torchreid import convert_torchreid, looks_like_torchreid
 
 __all__ = ["FORMAT", "IMPORTERS", "Checkpoint", "ResumeState", "save_checkpoint", "load_checkpoint", "load_model",
-           "init_model", "SEED_PREPROCESS"]
+           "read_weights", "model_from_weights", "init_model", "SEED_PREPROCESS"]
 
 FORMAT = "reid-export/1"
 # The seed notebook trained at 128x64 with ImageNet mean/std; its backbone outputs the pooled feature.
@@ -149,12 +149,24 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint.from_dict(torch_load(path), source=str(path))
 
 
-def load_model(path: str | Path, *, arch: str | None = None, preprocess: Preprocess | None = None,
-               input_size: tuple[int | None, int | None] | None = None,
-               mean: tuple[float, float, float] | None = None, std: tuple[float, float, float] | None = None,
-               config: dict | None = None, device: str | torch.device = "cpu",
-               log: Callable[[str], None] | None = print) -> ReidNet:
-    """Load any accepted weights file as an eval-mode ReidNet on `device`.
+def load_model(path: str | Path, **options) -> ReidNet:
+    """Load any accepted weights file as an eval-mode ReidNet: `model_from_weights(read_weights(path), path, ...)`."""
+    return model_from_weights(read_weights(path), path, **options)
+
+
+def read_weights(path: str | Path) -> object:
+    """The objects in a weights file (`torch.load` with `weights_only=True`: no pickled code runs); a missing
+    file is refused naming what to pass. Read once, then given to `model_from_weights` (and
+    `artefacts.info.describe_checkpoint`)."""
+    return torch_load(_existing(path))
+
+
+def model_from_weights(obj: object, path: str | Path, *, arch: str | None = None,
+                       preprocess: Preprocess | None = None, input_size: tuple[int | None, int | None] | None = None,
+                       mean: tuple[float, float, float] | None = None, std: tuple[float, float, float] | None = None,
+                       config: dict | None = None, device: str | torch.device = "cpu",
+                       log: Callable[[str], None] | None = print) -> ReidNet:
+    """The eval-mode ReidNet on `device` for weights `read_weights(path)` returned.
 
     For a reid-export checkpoint the config comes from the file. Weights of another project (`IMPORTERS`)
     are converted by content; `config` is that project's parsed config file (fast-reid's YAML), and the
@@ -162,8 +174,7 @@ def load_model(path: str | Path, *, arch: str | None = None, preprocess: Preproc
     inferred from the tensors, and the input contract is `preprocess` or, by default, the seed notebook's
     128x64 ImageNet normalisation. `input_size` (height, width; either may be None to keep it), `mean` and
     `std` (0-1 units) change only those fields of whichever contract applies."""
-    path = _existing(path)
-    obj = torch_load(path)
+    path = Path(path)
     if Checkpoint.holds(obj):
         ckpt = Checkpoint.from_dict(obj, source=str(path))
         try:

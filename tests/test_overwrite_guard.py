@@ -14,11 +14,11 @@ from reid_export.deploy.deepstream import write_deepstream
 from reid_export.deploy.triton import write_triton_repository
 from reid_export.errors import ReidExportError
 from reid_export.export.onnx import refuse_onnx_output
-from reid_export.export.run import export_model
 from reid_export.export.settings import ExportOptions
 from reid_export.export.tensorrt import build_engine
 from reid_export.files import refuse_own_input
 from reid_export.serve.indexing import build_gallery
+from reid_export.verified.run import export_model
 
 
 def _user_folder(path):
@@ -144,7 +144,7 @@ def test_onnx_overwrite_accepts_an_onnx_file(tmp_path, tiny_onnx):
 
 
 def test_openvino_overwrite_refuses_an_xml_that_is_not_an_ir(tmp_path, tiny_onnx):
-    from reid_export.export.openvino import export_openvino
+    from reid_export.verified.openvino import export_openvino
 
     xml = tmp_path / "page.xml"
     xml.write_text("<html><body>mine</body></html>\n")

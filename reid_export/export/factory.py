@@ -3,7 +3,7 @@ and bench path as the project's own models.
 
     factory = ModelFactory.parse("mypkg.nets:build_net", weights="net.pth", height=256, width=128,
                                  mean="0.485,0.456,0.406", std="0.229,0.224,0.225", color="rgb")
-    result = export_factory(factory, "engines/net.onnx", ExportOptions(precision="fp16"))
+    result = export_factory(factory, "engines/net.onnx", ExportOptions(precision="fp16"))   # verified.factory
 
 `function()` returns an `nn.Module` mapping a float32 (N, 3, H, W) batch, preprocessed by the contract, to
 embeddings (N, D). `weights` (optional) is a state dict, read with `torch.load(weights_only=True)` (never
@@ -13,10 +13,10 @@ aspect; or a `contract.Preprocess`, all of whose fields count as given). The inp
 colour order are never assumed: without them the factory is refused, naming the flags.
 
 `FactoryNet` wraps the module behind ReidNet's interface (`config`, `embed_with_attributes`,
-`attribute_head`), so `export_loaded_model`, `verify_export` and the torch runtime take it as they take a
-checkpoint. A bench row: `--model factory=package.module:function[@weights]` (the contract from the module's
-attribute), parsed by `parse_model_or_factory`; a `ModelFactory` is a builder the torch runtime calls on
-activate.
+`attribute_head`), so `verified.run.export_loaded_model`, `verified.parity.verify_export` and the torch runtime
+take it as they take a checkpoint. A bench row: `--model factory=package.module:function[@weights]` (the
+contract from the module's attribute), parsed by `verified.factory.parse_model_or_factory`; a `ModelFactory` is
+a builder the torch runtime calls on activate.
 """
 
 from __future__ import annotations
@@ -32,14 +32,9 @@ from torch import nn
 from ..artefacts.tensorrt_sidecar import file_sha256
 from ..contract import Preprocess
 from ..errors import ReidExportError
-from ..files import ENGINES_DIR
-from ..runtimes import parse_model_spec
 from .adopt import REQUIRED, contract_evidence, parse_channels, resolve_contract
-from .onnx import refuse_onnx_output
-from .run import ExportResult, export_loaded_model
-from .settings import ExportOptions
 
-__all__ = ["FACTORY_PREFIX", "FactoryConfig", "FactoryNet", "ModelFactory", "export_factory", "parse_model_or_factory"]
+__all__ = ["FACTORY_PREFIX", "FactoryConfig", "FactoryNet", "ModelFactory"]
 
 FACTORY_PREFIX = "factory="  # a bench model spec: factory=package.module:function[@weights]
 _FLAGS = REQUIRED | {"input_scale": "--input-scale", "resize_method": "--resize-method"}
@@ -141,26 +136,6 @@ class ModelFactory:
         config = FactoryConfig(arch=f"factory:{self.target}", preprocess=contract, embedding_dim=int(out.shape[1]),
                                source=source | {"contract_sources": sources})
         return FactoryNet(module, config).eval()
-
-
-def export_factory(factory: ModelFactory, out: str | Path | None = None, options: ExportOptions = ExportOptions(), *,
-                   calib_data: str | Path | None = None, data: str | Path | None = None, progress: bool = True,
-                   log=print) -> ExportResult:
-    """`reid-export onnx --model-factory`: build the module, export it at `options.precision`, check parity."""
-    suffix = "" if options.precision == "fp32" else f".{options.precision}"
-    out = Path(out) if out is not None else ENGINES_DIR / f"{factory.target.rpartition(':')[2]}{suffix}.onnx"
-    refuse_onnx_output(out, overwrite=options.overwrite,
-                       inputs=(factory.weights,) if factory.weights else ())  # before any work
-    return export_loaded_model(factory.load(), out, options, calib_data=calib_data, data=data, progress=progress,
-                               log=log)
-
-
-def parse_model_or_factory(spec: str):
-    """A bench model spec: `factory=package.module:function[@weights]` -> ("torch", ModelFactory); anything else
-    as `runtimes.parse_model_spec` reads it."""
-    if spec.startswith(FACTORY_PREFIX):
-        return "torch", ModelFactory.parse(spec[len(FACTORY_PREFIX):])
-    return parse_model_spec(spec)
 
 
 # -- private helpers --------------------------------------------------------------------------------------

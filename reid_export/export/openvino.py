@@ -1,17 +1,14 @@
-"""OpenVINO IR (`NAME.xml` + `NAME.bin`) from a reid-export ONNX file or checkpoint, contract inside.
+"""OpenVINO IR (`NAME.xml` + `NAME.bin`) from a reid-export ONNX file, contract inside.
 
-    result = export_openvino("engines/model.onnx", "engines/model.xml")
-    result = export_openvino("engines/model.onnx", "engines/model.nncf.xml", nncf_int8=True, calib_data="Market-1501")
+    check_ir_options("engines/model.onnx", out, overwrite=False)      # before any work
+    info, calibration = write_ir(Path("engines/model.onnx"), out)     # `verified.openvino` adds the parity check
 
-The IR keeps the graph's precision and says so in its `rt_info` (read back by the `openvino` runtime,
-under the same `reid_export.*` keys as the ONNX metadata): FP32 weights stay FP32 (OpenVINO's
-default FP16 weight compression is turned off), a Q/DQ INT8 graph stays INT8. `nncf_int8` quantises
-an FP32 graph with NNCF's post-training quantisation instead: the comparison for the project's own
-Q/DQ INT8, calibrated on training images only (query and gallery images are refused, they would leak
-the test set).
-
-Parity: the IR under OpenVINO (FP32 arithmetic forced) against the ONNX source under ONNX Runtime, on
-the same batch; below the precision's threshold the IR is removed and ExportError says by how much.
+The IR keeps the graph's precision and says so in its `rt_info` (`artefacts.openvino_ir`, read back by the
+`openvino` runtime under the same `reid_export.*` keys as the ONNX metadata): FP32 weights stay FP32
+(OpenVINO's default FP16 weight compression is turned off), a Q/DQ INT8 graph stays INT8. `nncf_int8`
+quantises an FP32 graph with NNCF's post-training quantisation instead: the comparison for the project's own
+Q/DQ INT8, calibrated on training images only (query and gallery images are refused, they would leak the
+test set).
 """
 
 from __future__ import annotations
@@ -20,36 +17,15 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
-from ..artefacts.onnx_metadata import CALIBRATION_KEY, PRECISION_KEY, read_onnx_info
+from ..artefacts.onnx_metadata import CALIBRATION_KEY, PRECISION_KEY, OnnxInfo, read_onnx_info
 from ..artefacts.openvino_ir import import_openvino, set_ir_metadata
-from ..checkpoint import load_model
 from ..errors import ExportError
-from ..evaluation.agreement import embedding_agreement
 from ..files import ENGINES_DIR, refuse_existing
-from ..runtimes import make_runtime
-from .onnx import export_onnx
 from .precision import calibration_images, calibration_record, refuse_evaluation_images
-from .verify import DEFAULT_MIN_COSINE, PARITY_IMAGES, sample_batch
 
-__all__ = ["OpenVinoExport", "default_ir_path", "export_openvino", "is_ir_xml"]
-
-
-@dataclass(frozen=True)
-class OpenVinoExport:
-    path: Path  # the .xml (its .bin sits next to it)
-    precision: str  # fp32 | fp16 | int8, as recorded in rt_info
-    source: Path  # the ONNX graph it was converted from (a temporary one for a checkpoint)
-    parity: dict  # cosine_min / cosine_mean / max_abs_diff of OpenVINO vs ONNX Runtime on the source
-    parity_source: str  # where the parity batch came from
-    threshold: float  # the min cosine it had to reach
-    calibration: dict | None = None  # NNCF INT8: images, source folder, file-name hash
-
-    def summary(self) -> str:
-        return (f"wrote {self.path} (+ {self.path.with_suffix('.bin').name}, {self.precision}); parity vs ONNX Runtime "
-                f"on {self.parity_source}: min cosine {self.parity['cosine_min']:.6f} (threshold {self.threshold})")
+__all__ = ["default_ir_path", "check_ir_options", "write_ir", "is_ir_xml"]
 
 
 def default_ir_path(artefact: str | Path, *, nncf_int8: bool = False) -> Path:
@@ -57,13 +33,10 @@ def default_ir_path(artefact: str | Path, *, nncf_int8: bool = False) -> Path:
     return ENGINES_DIR / f"{stem}{'.nncf-int8' if nncf_int8 else ''}.xml"
 
 
-def export_openvino(artefact: str | Path, out: str | Path | None = None, *, nncf_int8: bool = False,
-                    calib_data: str | Path | None = None, calib_images: int = 300, data: str | Path | None = None,
-                    min_cosine: float | None = None, overwrite: bool = False, progress: bool = True) -> OpenVinoExport:
-    """Convert `artefact` (reid-export .onnx, or a checkpoint exported to ONNX on the way) to IR at `out`."""
-    ov = import_openvino()
-    artefact = Path(artefact)
-    out = Path(out) if out is not None else default_ir_path(artefact, nncf_int8=nncf_int8)
+def check_ir_options(artefact: str | Path, out: Path, *, overwrite: bool = False, nncf_int8: bool = False,
+                     calib_data: str | Path | None = None) -> None:
+    """What `write_ir` needs, checked before any work: `out` is NAME.xml, free (or an IR with `overwrite`, its
+    .bin too, never the input), and NNCF has its calibration folder."""
     if out.suffix != ".xml":
         raise ExportError(f"{out}: an OpenVINO IR is NAME.xml (with NAME.bin next to it); use -o {out.with_suffix('.xml')}")
     refuse_existing(out, overwrite=overwrite, error=ExportError, inputs=(artefact,), own=is_ir_xml,
@@ -73,36 +46,27 @@ def export_openvino(artefact: str | Path, out: str | Path | None = None, *, nncf
     if nncf_int8 and calib_data is None:
         raise ExportError("--nncf-int8 needs --calib-data DIR: a Market-1501 folder whose bounding_box_train/ "
                           "images calibrate the activation ranges")
-    with tempfile.TemporaryDirectory(prefix="reid-openvino-") as tmp:
-        source = artefact
-        if artefact.suffix.lower() in (".pt", ".pth"):
-            source = export_onnx(load_model(artefact), Path(tmp) / "fp32.onnx")
-        elif artefact.suffix.lower() != ".onnx":
-            raise ExportError(f"{artefact}: give a reid-export ONNX file (.onnx) or checkpoint (.pt/.pth)")
-        info = read_onnx_info(source)  # the contract must be there: refuse foreign ONNX before converting
-        if nncf_int8 and info.precision != "fp32":
-            raise ExportError(f"{artefact} is already {info.precision}; NNCF quantises an FP32 graph: "
-                              "give the FP32 ONNX (the project's own INT8 runs in OpenVINO as it is)")
-        model = ov.Core().read_model(str(source))
-        meta, calibration = dict(info.metadata), None
-        if nncf_int8:
-            model, calibration = _nncf_quantize(model, info.contract, calibration_images(calib_data, calib_images),
-                                                progress)
-            meta |= {PRECISION_KEY: "int8", CALIBRATION_KEY: json.dumps(calibration, sort_keys=True)}
-        set_ir_metadata(model, meta)
-        _save_atomically(ov, model, out)
-        batch, where = sample_batch(info.contract, data, n=PARITY_IMAGES)
-        parity = _parity(source, out, batch)
-    precision = meta.get(PRECISION_KEY, "fp32")
-    threshold = DEFAULT_MIN_COSINE.get(precision, DEFAULT_MIN_COSINE["fp32"]) if min_cosine is None else min_cosine
-    if parity["cosine_min"] < threshold:
-        for path in (out, out.with_suffix(".bin")):
-            path.unlink(missing_ok=True)
-        raise ExportError(f"{out}: OpenVINO does not reproduce the ONNX graph closely enough (min cosine "
-                          f"{parity['cosine_min']:.6f} < {threshold} on {where}), so the IR was deleted; "
-                          "--min-cosine changes the bar")
-    return OpenVinoExport(path=out, precision=precision, source=artefact, parity=parity, parity_source=where,
-                          threshold=threshold, calibration=calibration)
+
+
+def write_ir(source: Path, out: Path, *, nncf_int8: bool = False, calib_data: str | Path | None = None,
+             calib_images: int = 300, progress: bool = True) -> tuple[OnnxInfo, dict | None]:
+    """Convert the reid-export ONNX `source` to the IR `out` (written atomically), its metadata in rt_info, INT8
+    by NNCF with `nncf_int8` (after `check_ir_options`). Returns (the source's `OnnxInfo`, the NNCF calibration
+    record or None); the IR's precision is the source's, or int8 with `nncf_int8`."""
+    ov = import_openvino()
+    info = read_onnx_info(source)  # the contract must be there: refuse foreign ONNX before converting
+    if nncf_int8 and info.precision != "fp32":
+        raise ExportError(f"{source} is already {info.precision}; NNCF quantises an FP32 graph: "
+                          "give the FP32 ONNX (the project's own INT8 runs in OpenVINO as it is)")
+    model = ov.Core().read_model(str(source))
+    meta, calibration = dict(info.metadata), None
+    if nncf_int8:
+        model, calibration = _nncf_quantize(model, info.contract, calibration_images(calib_data, calib_images),
+                                            progress)
+        meta |= {PRECISION_KEY: "int8", CALIBRATION_KEY: json.dumps(calibration, sort_keys=True)}
+    set_ir_metadata(model, meta)
+    _save_atomically(ov, model, out)
+    return info, calibration
 
 
 def is_ir_xml(path: str | Path) -> bool:
@@ -139,8 +103,3 @@ def _save_atomically(ov, model, out: Path) -> None:
         ov.save_model(model, str(staged), compress_to_fp16=False)
         os.replace(staged.with_suffix(".bin"), out.with_suffix(".bin"))
         os.replace(staged, out)
-
-
-def _parity(onnx_path: Path, ir_path: Path, batch) -> dict:
-    with make_runtime("onnxruntime", onnx_path) as ort, make_runtime("openvino", ir_path) as ov_rt:
-        return embedding_agreement(ort.infer(batch)["embedding"], ov_rt.infer(batch)["embedding"])

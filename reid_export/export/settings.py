@@ -17,7 +17,7 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_OPSET = 18
 MIN_OPSET = 17  # LayerNormalization and the dynamo exporter's ops need 17
 EMBEDDING_CHOICES = ("auto", "neck", "pooled")  # auto: the checkpoint's own choice (made on validation ids)
-# parity threshold against PyTorch FP32 that an export must reach, per precision (export.verify)
+# parity threshold against PyTorch FP32 that an export must reach, per precision (verified.parity)
 DEFAULT_MIN_COSINE = {"fp32": 0.9999, "fp16": 0.999, "int8": 0.98}
 
 
@@ -70,7 +70,7 @@ class ExportOptions:
     exporter: str = "dynamo"  # dynamo | torchscript
     int8: Int8Settings = field(default_factory=Int8Settings)  # calibration, for precision int8
     overwrite: bool = False  # replace an existing output file
-    min_cosine: float | None = None  # parity threshold; None: verify.DEFAULT_MIN_COSINE[precision]
+    min_cosine: float | None = None  # parity threshold; None: DEFAULT_MIN_COSINE[precision]
     keep_failed: bool = False  # keep a failed export as NAME.failed.onnx instead of deleting it
 
     def __post_init__(self) -> None:

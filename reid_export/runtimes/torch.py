@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..checkpoint import load_model
+from ..artefacts.info import ArtefactInfo, describe_checkpoint
+from ..checkpoint import model_from_weights, read_weights
 from ..errors import RuntimeUnavailable
 from ..models import attribute_probabilities, with_embedding
 from .base import Runtime
@@ -31,6 +32,7 @@ class TorchRuntime(Runtime):
         self.bf16 = bf16  # bf16 autocast (CPU with AVX-512 BF16 or AMX only)
         self.embedding = embedding  # "neck" | "pooled" overrides the checkpoint's choice; None keeps it
         self._model = None
+        self._described_file: ArtefactInfo | None = None  # the checkpoint file, described from the one read of it
 
     def _activate_impl(self) -> None:
         if self.device.startswith("cuda") and not torch.cuda.is_available():
@@ -47,8 +49,10 @@ class TorchRuntime(Runtime):
             artefact = artefact()  # a builder (e.g. export.factory.ModelFactory): the model is made here, on activate
         if isinstance(artefact, torch.nn.Module):  # a ReidNet, or a module with its interface (config, embed_...)
             model = artefact.to(self.device).eval()
-        else:
-            model = load_model(artefact, device=self.device)
+        else:  # the file is read once: the model and `info.artefact` both come from that read
+            weights = read_weights(artefact)
+            model = model_from_weights(weights, artefact, device=self.device)
+            self._described_file = describe_checkpoint(artefact, weights, model)
         if self.embedding is not None:
             model = with_embedding(model, self.embedding)
         if self.channels_last:
@@ -112,6 +116,9 @@ class TorchRuntime(Runtime):
 
     def _deactivate_impl(self) -> None:
         self._model = None
+
+    def _info_impl(self) -> dict:
+        return {"artefact": self._described_file}
 
 
 def cpu_bf16_features() -> list[str]:

@@ -5,30 +5,24 @@ is compiled here, so activation takes seconds where `torch-compile` takes minute
     with make_runtime("torch-aot", "engines/model.pt2") as rt:
         out = rt.infer(batch)            # {"embedding": (N, D)[, "attributes": (N, 30)]}
 
-The package's metadata (AOTInductor's `aot_inductor.metadata`, string to string) holds what an ONNX export
-keeps in `metadata_props`, under the same keys (`artefacts.onnx_metadata`): the preprocessing contract, the
-model, the precision, the reid-export version; and `reid_export.outputs`, the names of the graph's outputs.
-AOTInductor adds the vector ISA it compiled for (`AOTI_CPU_ISA`): a package built for AVX-512 is refused on a
-CPU without it rather than run into an illegal instruction. (The registry imports this module only when the
-runtime is asked for.)
+The package's metadata (the contract, the model, the precision, the output names, and the vector ISA
+AOTInductor compiled for) is read by `artefacts.torch_package`, its one owner: a package built for AVX-512 is
+refused on a CPU without it rather than run into an illegal instruction. (The registry imports this module
+only when the runtime is asked for.)
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..artefacts.onnx_metadata import MODEL_KEY, PRECISION_KEY, contract_from_metadata
+from ..artefacts.torch_package import package_info
 from ..errors import ExportError, RuntimeUnavailable
 from .base import Runtime
 
-__all__ = ["TorchAotRuntime", "OUTPUTS_KEY", "ISA_KEY", "cpu_isas"]
-
-OUTPUTS_KEY = "reid_export.outputs"  # JSON list: the graph's outputs in order, "embedding" first
-ISA_KEY = "AOTI_CPU_ISA"  # written by AOTInductor: the vector ISA of the compiled kernels, e.g. "AVX512" or "AVX2"
+__all__ = ["TorchAotRuntime", "cpu_isas"]
 
 
 class TorchAotRuntime(Runtime):
@@ -53,15 +47,13 @@ class TorchAotRuntime(Runtime):
             raise ExportError(f"{path}: not an AOTInductor package this torch ({torch.__version__}) can load "
                               f"({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
                               f"re-export it with `reid-export aot CKPT -o {path}`") from e
-        meta = dict(package.get_metadata())
-        _check_isa(meta.get(ISA_KEY, ""), path)
-        self.contract = contract_from_metadata(meta, source=str(path))
-        self.metadata, self._package = meta, package
-        self.precision = meta.get(PRECISION_KEY, "fp32")
-        self.model_info = json.loads(meta.get(MODEL_KEY) or "{}")
+        info = package_info(dict(package.get_metadata()), source=path)
+        _check_isa(info.isa, path)
+        self.contract, self.precision = info.contract, info.precision
+        self.metadata, self.model_info, self._package = info.metadata, info.model, package
         self.arch = self.model_info.get("arch")
-        self._outputs = json.loads(meta.get(OUTPUTS_KEY) or '["embedding"]')
-        self.provider = f"cpu (AOTInductor, {meta.get(ISA_KEY) or 'scalar'} kernels)"
+        self._outputs = list(info.outputs)
+        self.provider = f"cpu (AOTInductor, {info.isa or 'scalar'} kernels)"
 
     def _infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         with torch.inference_mode():

@@ -19,9 +19,10 @@ import time
 import torch
 
 from ..errors import RuntimeUnavailable
+from ..models.inductor import inductor_compiler
 from .torch import TorchRuntime
 
-__all__ = ["TorchCompileRuntime", "WARM_BATCHES", "inductor_compiler"]
+__all__ = ["TorchCompileRuntime", "WARM_BATCHES"]
 
 WARM_BATCHES = (1, 2, 16)  # one batch per range of sizes inductor compiles a graph for (see the module docstring)
 
@@ -62,21 +63,6 @@ class TorchCompileRuntime(TorchRuntime):
     def _info_impl(self) -> dict:
         return {**super()._info_impl(), "extra": {"compile_seconds": self.compile_seconds,
                                                   "compiled_batches": list(self.warm_batches)}}
-
-
-def inductor_compiler() -> str:
-    """The C++ compiler inductor will use; RuntimeUnavailable naming what it looked for when there is none."""
-    from torch._inductor import config
-    from torch._inductor.cpp_builder import get_cpp_compiler
-    from torch._inductor.exc import InvalidCxxCompiler
-
-    try:
-        return get_cpp_compiler()
-    except InvalidCxxCompiler:
-        looked_for = ", ".join(str(c) for c in (config.cpp.cxx if isinstance(config.cpp.cxx, (list, tuple))
-                                                else (config.cpp.cxx,)) if c)
-        raise RuntimeUnavailable(f"torch inductor needs a C++ compiler and found none (looked for {looked_for}); "
-                                 "install one (apt-get install g++) or set $CXX, or use the torch runtime") from None
 
 
 class _Compiled:

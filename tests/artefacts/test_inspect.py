@@ -1,13 +1,15 @@
 """`artefacts.inspect` and `reid-export inspect`: every kind the project writes says what it is, read from the
 artefact itself (real ONNX, a real IR from `reid-export openvino`, a sidecar as `reid-export trt` writes it, a
-real checkpoint); anything else is refused naming the file."""
+real AOTInductor package, a real checkpoint); anything else is refused naming the file."""
 
 import hashlib
 import importlib.util
 import json
 import subprocess
 import sys
+import zipfile
 
+import numpy as np
 import pytest
 import torch
 from tiny_models import TINY, make_tiny_model
@@ -16,9 +18,11 @@ from reid_export.artefacts import ArtefactInfo, inspect
 from reid_export.artefacts.info import Tensor
 from reid_export.artefacts.tensorrt_sidecar import new_sidecar, write_sidecar
 from reid_export.checkpoint import SEED_PREPROCESS
-from reid_export.errors import ReidExportError
+from reid_export.data.attributes import HEAD_OUTPUTS
+from reid_export.errors import ReidExportError, RuntimeUnavailable
 from reid_export.export.precision import calibration_images, convert_fp16, quantize_int8
 from reid_export.export.tensorrt import layer_precision_summary
+from reid_export.runtimes import make_runtime
 
 EMBEDDING = Tensor("embedding", (-1, 512))
 
@@ -73,7 +77,7 @@ def test_an_onnx_without_its_tracker_sidecar_says_so(onnx_files, tmp_path):
 def ir(tiny_onnx, tmp_path_factory):
     if importlib.util.find_spec("openvino") is None:
         pytest.skip('OpenVINO is not installed (pip install "reid-export[openvino]"): no IR to inspect')
-    from reid_export.export.openvino import export_openvino
+    from reid_export.verified.openvino import export_openvino
 
     return export_openvino(tiny_onnx, tmp_path_factory.mktemp("ir") / "tiny.xml", progress=False).path
 
@@ -127,6 +131,52 @@ def test_an_engine_replaced_without_its_sidecar_is_described_with_a_note(engine)
     info = inspect(engine)
     assert info.sha256 == _sha256(engine)
     assert any("does not match its sidecar" in note for note in info.notes)
+
+
+@pytest.fixture(scope="module")
+def aot_package(tmp_path_factory):
+    """A real AOTInductor package of the tiny model with attribute heads, as `reid-export aot` compiles it (no
+    parity step: only the file matters here). Compiling takes a minute or more on 2 cores."""
+    from reid_export.export.aot import write_aot_package
+    from reid_export.models.inductor import inductor_compiler
+
+    try:
+        inductor_compiler()
+    except RuntimeUnavailable as e:
+        pytest.skip(f"no .pt2 can be compiled here: {e}")
+    path = tmp_path_factory.mktemp("aot") / "tiny.pt2"
+    return write_aot_package(make_tiny_model(attributes=True), path, with_attributes=True)
+
+
+@pytest.mark.slow
+def test_an_aot_package_says_what_it_is_from_its_metadata(aot_package):
+    info = inspect(aot_package)
+    _assert_tiny(info, "torch-package", "fp32", aot_package)
+    assert info.inputs == (Tensor("input", (-1, 3, 64, 32)),)
+    assert info.outputs == (EMBEDDING, Tensor("attributes", (-1, HEAD_OUTPUTS)))
+    assert info.extras["model"]["attributes"] and info.extras["device"] == "cpu" and info.extras["cpu_isa"]
+    assert info.provenance["reid_export_version"] and "outputs" not in info.provenance  # outputs are described
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from reid_export.artefacts import inspect\n"
+            f"info = inspect({str(aot_package)!r})\n"
+            "assert (info.kind, info.arch, info.embedding_dim) == ('torch-package', 'resnet18', 512), info\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)  # read without torch
+
+
+@pytest.mark.slow
+def test_the_cli_inspects_an_aot_package_and_the_runtime_reports_the_same(aot_package):
+    table = _run_cli(aot_package)
+    assert table.returncode == 0, table.stderr
+    assert any(line.split() == ["kind", "torch-package"] for line in table.stdout.splitlines())
+    as_json = _run_cli(aot_package, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    described = json.loads(as_json.stdout)
+    assert described == inspect(aot_package).to_dict() and described["sha256"] == _sha256(aot_package)
+    assert [o["name"] for o in described["outputs"]] == ["embedding", "attributes"]
+    with make_runtime("torch-aot", aot_package) as rt:  # what ran is what the file says
+        out = rt.infer(np.zeros((2, 3, 64, 32), dtype=np.float32))
+        assert rt.info.artefact == inspect(aot_package) and rt.info.arch == "resnet18"
+    assert out["attributes"].shape == (2, HEAD_OUTPUTS) and out["embedding"].shape == (2, 512)
 
 
 def test_a_checkpoint_says_what_it_is_from_its_config(tiny_checkpoint):
@@ -183,6 +233,11 @@ def _foreign_onnx(path):
     onnx.save(helper.make_model(graph), str(path))
 
 
+def _zip_without_a_model(path):
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("notes/a.txt", "hi")
+
+
 @pytest.mark.parametrize("name,write,message", [
     ("notes.txt", lambda p: p.write_text("hello"), "not an artefact reid-export reads"),
     ("elsewhere.onnx", _foreign_onnx, "reid-export adopt"),
@@ -191,6 +246,8 @@ def _foreign_onnx(path):
     ("page.xml", lambda p: p.write_text("<html><body/></html>"), "not an OpenVINO IR"),
     ("random.engine", lambda p: p.write_bytes(b"plan"), "no sidecar random.engine.json"),
     ("strange.pt", lambda p: torch.save({"w": torch.zeros(3)}, p), "matches no supported layout"),
+    ("notes.pt2", lambda p: p.write_text("hello"), "not an AOTInductor package"),
+    ("archive.pt2", _zip_without_a_model, "without an AOTInductor model"),
 ])
 def test_a_foreign_file_is_refused_naming_it(tmp_path, name, write, message):
     path = tmp_path / name

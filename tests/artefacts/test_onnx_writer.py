@@ -19,10 +19,10 @@ from reid_export.contract import IMAGENET_MEAN, IMAGENET_STD
 from reid_export.deploy.deepstream import write_deepstream
 from reid_export.errors import ExportError
 from reid_export.export.adopt import adopt_onnx
-from reid_export.export.int8_search import SEARCH_KEY, int8_with_accuracy_control
 from reid_export.export.onnx import export_onnx
 from reid_export.export.precision import export_at_precision
 from reid_export.export.settings import Int8Search, Int8Settings
+from reid_export.verified.int8_search import SEARCH_KEY, int8_with_accuracy_control
 
 FAST_INT8 = Int8Settings(num_images=16, batch_size=8)
 

@@ -24,7 +24,7 @@ from reid_export.contract import Preprocess
 from reid_export.errors import ExportError
 from reid_export.export.onnx import export_onnx
 from reid_export.export.precision import export_at_precision
-from reid_export.export.verify import verify_export
+from reid_export.verified.parity import verify_export
 
 
 def check_boxmot_schema(sidecar: dict, height: int, width: int) -> None:

@@ -80,7 +80,7 @@ def test_engine_repository_takes_max_batch_from_the_profile(tiny_onnx, tmp_path)
 
 
 def test_openvino_ir_repository(tiny_onnx, tmp_path):
-    openvino_export = pytest.importorskip("reid_export.export.openvino", reason="OpenVINO export not available")
+    openvino_export = pytest.importorskip("reid_export.verified.openvino", reason="OpenVINO export not available")
     result = openvino_export.export_openvino(tiny_onnx, tmp_path / "model.xml")
     model = write_triton_repository(result.path, tmp_path / "repo")
     assert sorted(p.name for p in model.files) == ["model.bin", "model.xml"]

@@ -10,8 +10,8 @@ from reid_export.checkpoint import save_checkpoint
 from reid_export.errors import ExportError
 from reid_export.export.onnx import export_onnx
 from reid_export.export.precision import convert_fp16
-from reid_export.export.verify import check_parity
 from reid_export.runtimes import make_runtime
+from reid_export.verified.parity import check_parity
 
 X = np.random.default_rng(0).standard_normal((4, 3, 64, 32), dtype=np.float32)
 
@@ -59,3 +59,21 @@ def test_bench_reports_attribute_accuracy_per_runtime(attribute_artefacts, tiny_
     for row in (torch_row, ort_row):
         assert 0 <= row["attr_mean_accuracy"] <= 100 and 0 <= row["attr_mA"] <= 100 and row["attr_images"] > 0
     assert abs(torch_row["attr_mA"] - ort_row["attr_mA"]) < 0.5
+
+
+def test_parity_refuses_an_attributes_output_that_does_not_cover_the_batch(attribute_artefacts, tmp_path):
+    """An export whose attribute head answers for the first image only must fail parity, not broadcast and pass."""
+    model, _, path = attribute_artefacts
+    graph_model = onnx.load(str(path))
+    graph = graph_model.graph
+    out = next(o for o in graph.output if o.name == "attributes")
+    for node in graph.node:  # the head now writes `attributes_full`; a Slice keeps row 0 as `attributes`
+        node.output[:] = ["attributes_full" if name == "attributes" else name for name in node.output]
+    graph.initializer.extend([onnx.numpy_helper.from_array(np.array([v], np.int64), n)
+                              for n, v in (("s0", 0), ("s1", 1), ("ax", 0))])
+    graph.node.append(onnx.helper.make_node("Slice", ["attributes_full", "s0", "s1", "ax"], ["attributes"]))
+    out.type.tensor_type.shape.dim[0].dim_param = "one"
+    broken = tmp_path / "first-row-only.onnx"
+    onnx.save(graph_model, str(broken))
+    with pytest.raises(ExportError, match="attributes.*shape"):
+        check_parity(model, broken, X)

@@ -16,7 +16,7 @@ from reid_export.errors import ExportError
 from reid_export.export.onnx import export_onnx, supported_opsets
 from reid_export.export.precision import calibration_images, quantize_int8
 from reid_export.export.settings import DEFAULT_OPSET, Int8Settings
-from reid_export.export.verify import verify_export
+from reid_export.verified.parity import verify_export
 
 
 def _usual_mode() -> int:

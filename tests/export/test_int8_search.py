@@ -13,12 +13,12 @@ from reid_export.artefacts.onnx_metadata import CALIBRATION_KEY, read_onnx_info
 from reid_export.checkpoint import save_checkpoint
 from reid_export.data.market1501 import load_market1501
 from reid_export.errors import ExportError
-from reid_export.export.int8_search import SEARCH_KEY, SENSITIVE_OPS, fallback_search, int8_with_accuracy_control, \
-    layer_sensitivity
 from reid_export.export.onnx import export_onnx
 from reid_export.export.precision import calibration_images, prepare_int8, quantize_int8
-from reid_export.export.run import export_model
 from reid_export.export.settings import ExportOptions, Int8Search, Int8Settings
+from reid_export.verified.int8_search import SEARCH_KEY, SENSITIVE_OPS, fallback_search, int8_with_accuracy_control, \
+    layer_sensitivity
+from reid_export.verified.run import export_model
 
 FAST = Int8Settings(num_images=24, batch_size=8)
 

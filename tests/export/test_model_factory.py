@@ -17,9 +17,10 @@ import torch
 from reid_export.artefacts.onnx_metadata import read_onnx_info
 from reid_export.artefacts.tracker_sidecar import read_tracker_sidecar
 from reid_export.errors import ReidExportError
-from reid_export.export.factory import ModelFactory, export_factory
+from reid_export.export.factory import ModelFactory
 from reid_export.export.settings import ExportOptions, Int8Settings
 from reid_export.runtimes import make_runtime
+from reid_export.verified.factory import export_factory
 
 H, W = 64, 32
 CONTRACT_FLAGS = ["--height", str(H), "--width", str(W), "--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25",

@@ -7,8 +7,8 @@ from reid_export.artefacts.onnx_metadata import read_contract, read_metadata
 from reid_export.contract import METADATA_KEY
 from reid_export.errors import ExportError
 from reid_export.export.onnx import export_onnx
-from reid_export.export.verify import check_parity
 from reid_export.runtimes import make_runtime
+from reid_export.verified.parity import check_parity
 
 
 def test_export_passes_the_checker_with_dynamic_batch_and_opset(tiny_onnx):

@@ -14,9 +14,9 @@ from reid_export.artefacts.onnx_metadata import (
 )
 from reid_export.artefacts.openvino_ir import ir_metadata
 from reid_export.errors import DataError, ExportError
-from reid_export.export.openvino import export_openvino
 from reid_export.export.precision import calibration_images, quantize_int8
 from reid_export.runtimes import make_runtime
+from reid_export.verified.openvino import export_openvino
 
 
 def _rt_info(path):

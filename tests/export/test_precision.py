@@ -10,7 +10,7 @@ from reid_export.artefacts.onnx_metadata import CALIBRATION_KEY, PRECISION_KEY, 
 from reid_export.errors import DataError, ExportError
 from reid_export.export.precision import calibration_images, convert_fp16, export_at_precision, quantize_int8
 from reid_export.export.settings import Int8Settings
-from reid_export.export.verify import check_parity
+from reid_export.verified.parity import check_parity
 
 
 @pytest.fixture(scope="module")

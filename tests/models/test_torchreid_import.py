@@ -20,12 +20,12 @@ from reid_export.artefacts.onnx_metadata import IMPORT_KEY, read_onnx_info
 from reid_export.checkpoint import init_model, load_model
 from reid_export.contract import Preprocess
 from reid_export.errors import CheckpointError
-from reid_export.export.run import export_model
 from reid_export.export.settings import ExportOptions
 from reid_export.models import ModelConfig
 from reid_export.models.foreign import ImportDefaultWarning
 from reid_export.models.torchreid import TORCHREID_ARCHS
 from reid_export.runtimes.onnxruntime import OnnxRuntime
+from reid_export.verified.run import export_model
 
 torchreid = pytest.importorskip("torchreid", reason="torchreid is not installed: pip install -e '.[interop]'")
 

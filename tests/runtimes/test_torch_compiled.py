@@ -5,12 +5,14 @@ on 2 cores, so the compiling tests are `slow`, share one package, and compile th
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
 
 import numpy as np
 import pytest
+from tiny_models import make_tiny_model
 
 from reid_export.bench.run import ModelSpec, run_bench
 from reid_export.bench.settings import BenchSettings
@@ -46,7 +48,7 @@ def test_torch_compile_without_a_cpp_compiler_is_unavailable_and_says_why(tiny_c
 
 
 def test_aot_export_without_a_cpp_compiler_stops_before_any_work(tiny_checkpoint, tmp_path, no_cpp_compiler):
-    from reid_export.export.aot import export_aot
+    from reid_export.verified.aot import export_aot
 
     with pytest.raises(RuntimeUnavailable, match=r"C\+\+ compiler"):
         export_aot(tiny_checkpoint, tmp_path / "m.pt2")
@@ -54,14 +56,14 @@ def test_aot_export_without_a_cpp_compiler_stops_before_any_work(tiny_checkpoint
 
 
 def test_aot_output_must_end_in_pt2(tiny_checkpoint, tmp_path):
-    from reid_export.export.aot import export_aot
+    from reid_export.verified.aot import export_aot
 
     with pytest.raises(ExportError, match=r"must end in \.pt2.*-o engines/model\.pt2"):
         export_aot(tiny_checkpoint, tmp_path / "model.onnx")
 
 
 def test_aot_overwrite_refuses_a_file_that_is_not_a_package(tiny_checkpoint, tmp_path):
-    from reid_export.export.aot import export_aot
+    from reid_export.verified.aot import export_aot
 
     notes = tmp_path / "notes.pt2"
     notes.write_text("my notes")
@@ -96,6 +98,21 @@ def test_aot_package_metadata_holds_the_contract_model_and_outputs(tiny_package)
     assert json.loads(meta["reid_export.preprocess"])["height"] == 64
     assert json.loads(meta["reid_export.model"])["arch"] == "resnet18"
     assert json.loads(meta["reid_export.outputs"]) == ["embedding"] and meta["reid_export.precision"] == "fp32"
+
+
+@pytest.mark.slow
+def test_a_package_that_fails_parity_is_kept_as_failed_pt2_or_deleted(tiny_package, tmp_path):
+    from reid_export.verified.parity import verify_export
+
+    kept, deleted = tmp_path / "kept.pt2", tmp_path / "deleted.pt2"
+    for copy in (kept, deleted):
+        shutil.copyfile(tiny_package[0], copy)
+    other = make_tiny_model(seed=1)  # other weights: the package does not reproduce them
+    result = verify_export(other, kept, runtime="torch-aot", keep_failed=True)
+    assert not result.passed and result.path == tmp_path / "kept.failed.pt2" and result.path.is_file()
+    assert not kept.exists() and "kept as" in result.failure()
+    result = verify_export(other, deleted, runtime="torch-aot")
+    assert not result.passed and result.removed and not deleted.exists()
 
 
 @pytest.mark.slow

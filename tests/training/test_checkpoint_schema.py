@@ -9,7 +9,7 @@ from tiny_models import make_tiny_model
 
 from reid_export.checkpoint import FORMAT, Checkpoint, ResumeState, load_checkpoint, load_model, save_checkpoint
 from reid_export.errors import CheckpointError
-from reid_export.export.run import recorded_validation_ids
+from reid_export.verified.run import recorded_validation_ids
 
 CHOICE = {"embedding": "pooled", "neck": {"mAP": 40.0}, "pooled": {"mAP": 45.0}, "reason": "pooled: validation mAP"}
 VALIDATION = {"source": "market training ids held out", "ids": [8, 9], "num_query": 4, "num_gallery": 6,

@@ -158,7 +158,7 @@ def test_bench_puts_both_embeddings_of_one_checkpoint_side_by_side(tiny_market, 
 
 
 def test_export_keeps_the_attribute_output_of_a_model_with_heads_unless_told(tmp_path):
-    from reid_export.export.run import export_model
+    from reid_export.verified.run import export_model
     from reid_export.export.settings import ExportOptions
 
     ckpt = save_checkpoint(tmp_path / "a.pt", make_tiny_model(attributes=True), epoch=1)

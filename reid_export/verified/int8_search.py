@@ -35,11 +35,11 @@ from ..artefacts.onnx_writer import write_onnx_artefact
 from ..data.market1501 import load_market1501
 from ..errors import DataError, ExportError
 from ..evaluation.split import Split, evaluate
+from ..export.precision import prepare_int8, quantize_int8
+from ..export.settings import Int8Search, Int8Settings
 from ..images import decode_images
 from ..runtimes import infer_images, make_runtime
 from ..training.layouts import market_validation_split
-from .precision import prepare_int8, quantize_int8
-from .settings import Int8Search, Int8Settings
 
 __all__ = ["SEARCH_KEY", "SENSITIVE_OPS", "SearchResult", "fallback_search", "int8_with_accuracy_control",
            "layer_sensitivity"]

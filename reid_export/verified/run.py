@@ -3,7 +3,7 @@
     result = export_model("runs/model.pt", precision="int8", calib_data="Market-1501", data="Market-1501")
     result.path, result.parity.passed, result.embedding, result.int8_search
 
-The output path defaults to `engines/<name>[.fp16|.int8].onnx`; the parity rule is `verify.verify_export`,
+The output path defaults to `engines/<name>[.fp16|.int8].onnx`; the parity rule is `parity.verify_export`,
 the same one the demo uses. The embedding is the checkpoint's choice (made on validation ids in training)
 unless `options.embedding` names one; attribute outputs are on when the model has heads unless
 `options.with_attributes` says otherwise. With `options.int8_search`, INT8 goes through
@@ -19,13 +19,13 @@ from pathlib import Path
 from ..artefacts.onnx_metadata import OnnxInfo, read_onnx_info
 from ..checkpoint import Checkpoint, load_model
 from ..errors import ExportError
+from ..export.onnx import export_onnx, refuse_onnx_output
+from ..export.precision import export_at_precision
+from ..export.settings import ExportOptions
 from ..files import ENGINES_DIR
 from ..models import torch_load, with_embedding
 from .int8_search import SearchResult, int8_with_accuracy_control
-from .onnx import export_onnx, refuse_onnx_output
-from .precision import export_at_precision
-from .settings import ExportOptions
-from .verify import ParityResult, verify_export
+from .parity import ParityResult, verify_export
 
 __all__ = ["ExportResult", "export_model", "export_loaded_model", "default_output", "recorded_validation_ids"]
 

@@ -1,12 +1,14 @@
 """Parity of an export with PyTorch, and the one pass/fail rule every caller uses (CLI and demo alike).
 
     result = verify_export(model, "engines/model.onnx", precision="fp32", data="Market-1501")
-    if not result.passed: ...   # the file was already removed (or kept as *.failed.onnx)
+    result = verify_export(model, "engines/model.pt2", runtime="torch-aot")   # an AOTInductor package
+    if not result.passed: ...   # the file was already removed (or kept as *.failed.onnx / *.failed.pt2)
 
-The same float32 batch (real images from a data folder, else random tensors) runs through PyTorch and
-ONNX Runtime; the export passes when the smallest cosine between their embeddings reaches the precision's
-threshold. A failed export is deleted, or renamed to `NAME.failed.onnx` with `keep_failed`, so that no
-later command mistakes it for a good one.
+The same float32 batch (real images from a data folder, else random tensors) runs through PyTorch and the
+export's runtime (ONNX Runtime on the CPU by default); the export passes when the smallest cosine between
+their embeddings reaches the precision's threshold. A failed export is deleted, or renamed to
+`NAME.failed.<suffix>` with `keep_failed` (an ONNX file's tracker sidecar with it), so that no later command
+mistakes it for a good one.
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ from ..artefacts.onnx_metadata import ATTRIBUTES_NAME
 from ..artefacts.tracker_sidecar import follow_onnx
 from ..contract import Preprocess
 from ..data.market1501 import load_market1501
-from ..errors import DataError
+from ..errors import DataError, ExportError
 from ..evaluation.agreement import embedding_agreement
+from ..export.settings import DEFAULT_MIN_COSINE
 from ..runtimes import make_runtime
-from .settings import DEFAULT_MIN_COSINE
 
-__all__ = ["DEFAULT_MIN_COSINE", "PARITY_IMAGES", "ParityResult", "check_parity", "verify_export", "sample_batch"]
+__all__ = ["PARITY_IMAGES", "ParityResult", "check_parity", "verify_export", "sample_batch"]
 
 PARITY_IMAGES = 32  # images (or random tensors) in the parity batch
 
@@ -52,38 +54,45 @@ class ParityResult:
                 f"reproduce PyTorch closely enough and {fate} (--keep-failed keeps it, --min-cosine changes the bar)")
 
 
-def check_parity(model, onnx_path: str | Path, batch, *, runtime: str = "onnxruntime") -> dict[str, float]:
+def check_parity(model, path: str | Path, batch, *, runtime: str = "onnxruntime") -> dict[str, float]:
     """Run the same float32 batch through PyTorch and the export on `runtime` (ONNX Runtime on the CPU, or
     `torch-aot` for a .pt2); returns `embedding_agreement`."""
-    with make_runtime("torch", model) as ref, make_runtime(runtime, onnx_path) as ort:
-        if ort.contract.l2_normalized != ref.contract.l2_normalized:
-            ref.contract = ort.contract  # compare like with like: the export chose the normalisation
-        expected, got = ref.infer(batch), ort.infer(batch)
+    with make_runtime("torch", model) as ref, make_runtime(runtime, path) as export:
+        if export.contract.l2_normalized != ref.contract.l2_normalized:
+            ref.contract = export.contract  # compare like with like: the export chose the normalisation
+        expected, got = ref.infer(batch), export.infer(batch)
     result = embedding_agreement(expected["embedding"], got["embedding"])
     if ATTRIBUTES_NAME in got:
+        want, have = np.shape(expected[ATTRIBUTES_NAME]), np.shape(got[ATTRIBUTES_NAME])
+        if want != have:  # compared element-wise, (1, 30) would broadcast against (32, 30) and pass unseen
+            raise ExportError(f"{path}: the export's {ATTRIBUTES_NAME!r} output has shape {have} for a batch of "
+                              f"{len(batch)}, PyTorch's {want}; the attribute head was not exported for every "
+                              "image of the batch: re-export it (a dynamic batch axis on that output too)")
         result["attributes_max_abs_diff"] = float(abs(expected[ATTRIBUTES_NAME] - got[ATTRIBUTES_NAME]).max())
     return result
 
 
-def verify_export(model, onnx_path: str | Path, *, precision: str = "fp32", data: str | Path | None = None,
-                  min_cosine: float | None = None, keep_failed: bool = False, seed: int = 0) -> ParityResult:
-    """Parity of `onnx_path` with `model` and the pass/fail decision; a failed file is removed or renamed."""
-    onnx_path = Path(onnx_path)
+def verify_export(model, path: str | Path, *, precision: str = "fp32", data: str | Path | None = None,
+                  min_cosine: float | None = None, keep_failed: bool = False, seed: int = 0,
+                  runtime: str = "onnxruntime") -> ParityResult:
+    """Parity of the export `path` (on `runtime`) with `model` and the pass/fail decision; a failed file is
+    removed or renamed."""
+    path = Path(path)
     threshold = DEFAULT_MIN_COSINE.get(precision, DEFAULT_MIN_COSINE["fp32"]) if min_cosine is None else min_cosine
     batch, source = sample_batch(model.config.preprocess, data, n=PARITY_IMAGES, seed=seed)
-    parity = check_parity(model, onnx_path, batch)
+    parity = check_parity(model, path, batch, runtime=runtime)
     passed = parity["cosine_min"] >= threshold
-    path, removed = onnx_path, False
+    final, removed = path, False
     if not passed:
         if keep_failed:
-            path = onnx_path.with_name(onnx_path.name.removesuffix(".onnx") + ".failed.onnx")
-            os.replace(onnx_path, path)
-            follow_onnx(onnx_path, path)  # its tracker sidecar goes with it
+            final = path.with_name(path.stem + ".failed" + path.suffix)
+            os.replace(path, final)
         else:
-            onnx_path.unlink(missing_ok=True)
-            follow_onnx(onnx_path)  # and its tracker sidecar
+            path.unlink(missing_ok=True)
             removed = True
-    return ParityResult(path=path, passed=passed, threshold=threshold, source=source, removed=removed,
+        if path.suffix == ".onnx":
+            follow_onnx(path, None if removed else final)  # its tracker sidecar goes with it
+    return ParityResult(path=final, passed=passed, threshold=threshold, source=source, removed=removed,
                         cosine_min=parity["cosine_min"], cosine_mean=parity["cosine_mean"],
                         max_abs_diff=parity["max_abs_diff"])
 
