@@ -1,14 +1,17 @@
 """One description of any artefact the project writes or reads: `inspect(path) -> ArtefactInfo`.
 
-    info = inspect("engines/model.int8.onnx")       # .onnx, .xml (OpenVINO IR), .engine/.plan, .pt/.pth
+    info = inspect("engines/model.int8.onnx")       # .onnx, .xml (OpenVINO IR), .engine/.plan, .pt2, .pt/.pth
     info.kind, info.contract, info.precision, info.arch, info.embedding_dim, info.provenance["calibration"]
     json.dumps(info.to_dict())
 
 Each format is read the cheapest way that tells the truth, and without the runtime that runs it: an ONNX
 file's `metadata_props` (its weights are not loaded), an IR's `.xml` as XML, a TensorRT engine's JSON
-sidecar (no TensorRT), a checkpoint with `torch.load(weights_only=True)`: a reid-export checkpoint by its
-`config`, weights trained elsewhere by what the loader recognises in them (`checkpoint.load_model`).
-Anything else is refused naming the file and the kinds that are understood.
+sidecar (no TensorRT), an AOTInductor package's metadata from its archive (no compiled code loaded), a
+checkpoint read once with `torch.load(weights_only=True)` (`checkpoint.read_weights`): a reid-export
+checkpoint by its `config`, weights trained elsewhere by what the loader recognises in them
+(`checkpoint.model_from_weights`). A runtime that has already loaded a checkpoint describes it with
+`describe_checkpoint(path, weights, model)` instead of reading it again. Anything else is refused naming the
+file and the kinds that are understood.
 """
 
 from __future__ import annotations
@@ -21,20 +24,29 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..contract import Preprocess
+from ..data.attributes import HEAD_OUTPUTS
 from ..errors import CheckpointError, ReidExportError
+from .coreml_package import read_mlpackage_info
+from .executorch_program import read_pte_info
+from .litert_model import read_tflite_info
 from .onnx_metadata import (ATTRIBUTES_NAME, EMBEDDING_NAME, INPUT_NAME, METADATA_KEY, MODEL_KEY, PRECISION_KEY,
                             VERSION_KEY, read_onnx_info)
 from .openvino_ir import SECTION, read_ir_info
 from .tensorrt_sidecar import file_sha256, read_sidecar, sidecar_path
+from .torch_package import DEVICE_KEY, OUTPUTS_KEY, read_package_info
 from .tracker_sidecar import boxmot_differences, read_tracker_sidecar, tracker_sidecar_path
 
-__all__ = ["KINDS", "Tensor", "ArtefactInfo", "inspect"]
+__all__ = ["KINDS", "Tensor", "ArtefactInfo", "inspect", "describe_checkpoint"]
 
 KINDS = {  # kind -> the file names it is recognised by
     "onnx": (".onnx",),
     "openvino-ir": (".xml",),
     "tensorrt-engine": (".engine", ".plan"),
+    "torch-package": (".pt2",),
     "checkpoint": (".pt", ".pth"),
+    "executorch-program": (".pte",),
+    "litert-model": (".tflite",),
+    "coreml-package": (".mlpackage",),  # a folder
 }
 _DTYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}  # a checkpoint's tensors -> precision
 
@@ -46,7 +58,7 @@ class Tensor(NamedTuple):
 
 @dataclass(frozen=True)
 class ArtefactInfo:
-    kind: str  # one of KINDS: onnx | openvino-ir | tensorrt-engine | checkpoint
+    kind: str  # one of KINDS: onnx | openvino-ir | tensorrt-engine | torch-package | checkpoint
     path: Path
     contract: Preprocess  # the preprocessing contract it carries (or, for bare weights, the one the loader assumes)
     precision: str  # fp32 | fp16 | int8 (bf16 for a checkpoint saved in bf16)
@@ -60,7 +72,8 @@ class ArtefactInfo:
     # elsewhere), adopted_from (an adopted ONNX), int8_search, source_onnx (an engine), epoch/metrics (a checkpoint)
     provenance: dict = field(default_factory=dict)
     # what only this kind has: opset and tracker_sidecar (ONNX), rt_info and weights (IR), tensorrt_version,
-    # gpu, profile, max_batch, builder and layers (TensorRT), model (the model description), format (checkpoint)
+    # gpu, profile, max_batch, builder and layers (TensorRT), cpu_isa and device (AOTInductor package), model (the
+    # model description), format (checkpoint)
     extras: dict = field(default_factory=dict)
     notes: tuple[str, ...] = ()  # what a reader should know: a missing sidecar, values taken by default, ...
 
@@ -105,7 +118,7 @@ def inspect(path: str | Path) -> ArtefactInfo:
     if kind is None:
         known = "; ".join(f"{k} ({', '.join(s)})" for k, s in KINDS.items())
         raise ReidExportError(f"{path}: not an artefact reid-export reads (by its name); give one of: {known}")
-    if not path.is_file():
+    if not (path.is_file() or kind == "coreml-package" and path.is_dir()):
         raise ReidExportError(f"{path}: no such file; give the path of a {kind} ({', '.join(KINDS[kind])})")
     return _READERS[kind](path)
 
@@ -163,28 +176,65 @@ def _tensorrt_engine(path: Path) -> ArtefactInfo:
                         notes=tuple(notes))
 
 
-def _checkpoint(path: Path) -> ArtefactInfo:
+def describe_checkpoint(path: str | Path, weights: object, model=None) -> ArtefactInfo:
+    """The ArtefactInfo of the checkpoint at `path` from what `checkpoint.read_weights(path)` returned, without
+    reading the file again: a reid-export checkpoint by its config (with its epoch and metrics), weights trained
+    elsewhere by `model`, the ReidNet already built from them (made here when None; the values the loader took
+    by default are then notes too), with the foreign source it was recognised as."""
     from ..checkpoint import FORMAT  # lazy: torch
-    from ..models import ATTRIBUTE_LOGITS, torch_load  # lazy: torch
+    from ..models import ATTRIBUTE_LOGITS  # lazy: torch
 
-    obj = torch_load(path)  # weights_only: no pickled code runs
-    ours = isinstance(obj, dict) and obj.get("format") == FORMAT
-    config, state, provenance, notes = _own_checkpoint(obj, path) if ours else _foreign_weights(path)
+    path = Path(path)
+    ours = isinstance(weights, dict) and weights.get("format") == FORMAT
+    config, state, provenance, notes = (_own_checkpoint(weights, path) if ours
+                                        else _foreign_weights(weights, path, model))
     outputs = [(EMBEDDING_NAME, (-1, config.embedding_dim))]
     if config.attributes:
         outputs.append((ATTRIBUTES_NAME, (-1, ATTRIBUTE_LOGITS)))
     dtypes = {str(t.dtype).removeprefix("torch.") for t in state.values()
               if hasattr(t, "is_floating_point") and t.is_floating_point()}
-    model = {k: v for k, v in config.to_dict().items() if k != "preprocess"} | {"embedding_dim": config.embedding_dim}
+    description = ({k: v for k, v in config.to_dict().items() if k != "preprocess"}
+                   | {"embedding_dim": config.embedding_dim})
     return ArtefactInfo(kind="checkpoint", path=path, contract=config.preprocess, arch=config.arch,
                         precision="/".join(sorted(_DTYPES.get(d, d) for d in dtypes)) or "fp32",
                         embedding_dim=config.embedding_dim, outputs=_tensors(outputs),
                         inputs=_tensors([(INPUT_NAME, (-1, *config.preprocess.input_shape))]),
                         sha256=file_sha256(path), size_bytes=path.stat().st_size, provenance=provenance,
-                        extras={"format": FORMAT, "model": model} if ours else {"model": model}, notes=tuple(notes))
+                        extras={"format": FORMAT, "model": description} if ours else {"model": description},
+                        notes=tuple(notes))
 
 
-_READERS = {"onnx": _onnx, "openvino-ir": _openvino_ir, "tensorrt-engine": _tensorrt_engine, "checkpoint": _checkpoint}
+def _checkpoint(path: Path) -> ArtefactInfo:
+    from ..checkpoint import read_weights  # lazy: torch
+
+    return describe_checkpoint(path, read_weights(path))  # weights_only: no pickled code runs
+
+
+def _torch_package(path: Path) -> ArtefactInfo:
+    info = read_package_info(path)
+    widths = {EMBEDDING_NAME: info.model.get("embedding_dim") or -1, ATTRIBUTES_NAME: HEAD_OUTPUTS}
+    extras = {"cpu_isa": info.isa or None, "device": info.metadata.get(DEVICE_KEY)}
+    return _described("torch-package", path, info, inputs=[(INPUT_NAME, (-1, *info.contract.input_shape))],
+                      outputs=[(name, (-1, widths.get(name, -1))) for name in info.outputs], extras=extras, notes=[])
+
+
+def _edge(kind: str, reader):
+    """The reader of an edge artefact (ExecuTorch, LiteRT, Core ML), from the EdgeInfo its format's module reads."""
+    def read(path: Path) -> ArtefactInfo:
+        info = reader(path)
+        return ArtefactInfo(kind=kind, path=path, contract=info.contract, precision=info.precision,
+                            arch=info.model.get("arch"), embedding_dim=info.model.get("embedding_dim"),
+                            inputs=_tensors(info.inputs), outputs=_tensors(info.outputs), sha256=info.sha256,
+                            size_bytes=info.size_bytes, provenance=_provenance(info.metadata, info.model),
+                            extras={**info.extras, "model": info.model})
+    return read
+
+
+_READERS = {"onnx": _onnx, "openvino-ir": _openvino_ir, "tensorrt-engine": _tensorrt_engine,
+            "torch-package": _torch_package, "checkpoint": _checkpoint,
+            "executorch-program": _edge("executorch-program", read_pte_info),
+            "litert-model": _edge("litert-model", read_tflite_info),
+            "coreml-package": _edge("coreml-package", read_mlpackage_info)}
 
 
 # -- private helpers -------------------------------------------------------------------------------
@@ -200,15 +250,19 @@ def _own_checkpoint(obj: dict, path: Path):
     return config, obj.get("model") or {}, {"epoch": obj.get("epoch"), "metrics": obj.get("metrics") or {}}, []
 
 
-def _foreign_weights(path: Path):
+def _foreign_weights(weights: object, path: Path, model):
     """Weights trained elsewhere, as the loader recognises them (refused naming the nearest layouts when it does
-    not): (ModelConfig, state dict, provenance, notes); values the loader took by default are notes."""
-    from ..checkpoint import load_model  # lazy: torch
+    not): (ModelConfig, state dict, provenance, notes). Built here when `model` is None, and then the values the
+    loader took by default are notes."""
+    notes = []
+    if model is None:
+        from ..checkpoint import model_from_weights  # lazy: torch
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model = load_model(path, log=None)
-    config, notes = model.config, [str(w.message) for w in caught]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = model_from_weights(weights, path, log=None)
+        notes = [str(w.message) for w in caught]
+    config = model.config
     imported = getattr(model, "import_summary", None)
     if imported:
         provenance = {"recognised_as": f"{imported.get('source')} {imported.get('arch')}", "import": imported}
@@ -220,7 +274,8 @@ def _foreign_weights(path: Path):
 
 
 def _described(kind: str, path: Path, info, *, inputs, outputs, extras: dict, notes: list[str]) -> ArtefactInfo:
-    """An ArtefactInfo from the project's metadata (an ONNX file's metadata_props or an IR's rt_info)."""
+    """An ArtefactInfo from the project's metadata (an ONNX file's metadata_props, an IR's rt_info, a package's
+    AOTInductor metadata)."""
     outputs = _tensors(outputs)
     return ArtefactInfo(kind=kind, path=path, contract=info.contract, precision=info.precision,
                         arch=info.model.get("arch"),
@@ -251,7 +306,7 @@ def _source_onnx(engine: Path, recorded: dict) -> Path | None:
 def _provenance(meta: dict[str, str], model: dict) -> dict:
     """Every reid_export.* entry that is not the description itself (contract, model, precision): the writer's
     version, calibration, import summary, INT8 search, ... (a new one shows up without a change here)."""
-    described = {METADATA_KEY, MODEL_KEY, PRECISION_KEY}
+    described = {METADATA_KEY, MODEL_KEY, PRECISION_KEY, OUTPUTS_KEY}
     out = {("reid_export_version" if key == VERSION_KEY else key.removeprefix(f"{SECTION}.")): _parsed(value)
            for key, value in meta.items() if key.startswith(f"{SECTION}.") and key not in described}
     if "adopted_from" in model:

@@ -3,6 +3,7 @@ is added): activate on a tiny artefact of a file type it takes, infer a batch, g
 as every other runtime, and a filled `info`. Runtimes that cannot run here (CUDA, TensorRT, bf16 on a CPU
 without it, a Triton server) are skipped with the runtime's own RuntimeUnavailable message."""
 
+import importlib
 import json
 
 import numpy as np
@@ -18,7 +19,8 @@ from reid_export.runtimes.triton import TritonAddress
 BATCH = np.random.default_rng(0).standard_normal((3, 3, 64, 32), dtype=np.float32)
 _INSPECTED = tuple(s for suffixes in KINDS.values() for s in suffixes)  # file types artefacts.inspect reads
 # runtimes whose activation compiles the model with inductor: minutes on 2 cores
-_COMPILING = {"torch-compile": "compiles with torch inductor on activate()", "torch-aot": "compiles a .pt2 package"}
+_COMPILING = {"torch-compile": "compiles with torch inductor on activate()", "torch-aot": "compiles a .pt2 package",
+              "executorch": "converts a .pte program (tens of seconds)", "litert": "converts a .tflite model"}
 
 
 def _runtime_params():
@@ -63,13 +65,14 @@ def _artefact_for(spec, request, tmp_path):
     checkpoint = lambda: request.getfixturevalue("tiny_checkpoint")  # noqa: E731
     makers = {".pt": checkpoint, ".pth": checkpoint, ".onnx": lambda: request.getfixturevalue("tiny_onnx"),
               ".xml": lambda: _openvino_ir(request, tmp_path), ".engine": lambda: _engine_builder(request, tmp_path),
-              ".pt2": lambda: _aot_package(tmp_path)}
+              ".pt2": lambda: _aot_package(tmp_path), ".pte": lambda: _edge_artefact("executorch", tmp_path),
+              ".tflite": lambda: _edge_artefact("litert", tmp_path)}
     assert suffix in makers, f"a runtime takes {suffix} files: add a tiny {suffix} artefact to this test's makers"
     return makers[suffix]()
 
 
 def _openvino_ir(request, tmp_path):
-    from reid_export.export.openvino import export_openvino
+    from reid_export.verified.openvino import export_openvino
 
     try:
         return export_openvino(request.getfixturevalue("tiny_onnx"), tmp_path / "tiny.xml", progress=False).path
@@ -93,13 +96,22 @@ def _engine_builder(request, tmp_path):
 
 def _aot_package(tmp_path):
     from reid_export.export.aot import write_aot_package
-    from reid_export.runtimes.torch_compile import inductor_compiler
+    from reid_export.models.inductor import inductor_compiler
 
     try:
         inductor_compiler()
     except RuntimeUnavailable as e:  # no C++ compiler: no package can be compiled here
         pytest.skip(str(e))
     return write_aot_package(make_tiny_model(), tmp_path / "tiny.pt2")
+
+
+def _edge_artefact(fmt: str, tmp_path):
+    """An ExecuTorch program or LiteRT model of the tiny model (the `edge` extra; skipped without it)."""
+    writer = {"executorch": ("executorch", "reid_export.export.executorch", "write_executorch_program", ".pte"),
+              "litert": ("litert_torch", "reid_export.export.litert", "write_litert_model", ".tflite")}[fmt]
+    pytest.importorskip(writer[0], reason=f"the edge extra ({writer[0]}) is not installed")
+    write = getattr(importlib.import_module(writer[1]), writer[2])
+    return write(make_tiny_model(), tmp_path / f"tiny{writer[3]}", progress=False)
 
 
 def _free_port() -> int:
