@@ -1,20 +1,25 @@
 """Load benchmark of `reid-export serve`: requests/s and p50/p99 latency at several concurrencies, with dynamic
 batching on and off, next to the runtime's model-only throughput measured in the same run.
 
-    python benchmarks/serve_load.py --model runs/demo/model.onnx --gallery runs/gallery \\
-        --queries runs/demo/data/query --requests 256 --concurrency 1,8,32 --out benchmarks/results/serve
+    python benchmarks/serve_load.py --model runs/demo/model.onnx --model openvino=runs/demo/model.onnx \\
+        --instances 1,2 --gallery runs/gallery --queries runs/demo/data/query --requests 256 \\
+        --concurrency 1,8,32 --out benchmarks/results/serve
 
-1. Model-only reference (no server running): `runtime.infer` timed at batch 1 and 32 on real query crops
-   (warm-up, then at least `--min-seconds`), batch 1 once more with a 2 ms pause before each call, one
-   exact top-k search over the gallery, and the service without HTTP (`ReidService.search` from as many
-   asyncio callers as the highest concurrency, in this process): what batching, instances and search
-   deliver before any HTTP work.
+Each `--model` (runtimes of the gallery's file: any runtime of the same file fits its gallery) is run with each
+`--instances` count, in one run, so the runtimes and instance counts are compared under the same conditions:
+
+1. Model-only reference per model (no server running): `runtime.infer` timed at batch 1 and 32 on real query
+   crops (warm-up, then at least `--min-seconds`), batch 1 once more with a 2 ms pause before each call, one
+   exact top-k search over the gallery, and per instance count the service without HTTP (`ReidService.search`
+   from as many asyncio callers as the highest concurrency, in this process): what batching, instances and
+   search deliver before any HTTP work.
 2. For batching on (`--max-batch 32 --max-delay-ms D`) and off (`--no-batching`): a fresh `reid-export serve`
    on a free loopback port; per concurrency C, C asyncio workers send `--requests` POST /v1/search in total
    (one query crop each, k=10) and stop; latency is measured per request, client side.
-3. A markdown table and report.json; the targets of the issue are checked and printed:
-   at C=32 with batching the service delivers >= 80% of the model-only batch-32 images/s, and at C=1 its p50
-   is within 1.3x of (model-only batch-1 latency + search time).
+3. A markdown table and load.json; the targets of the issue are checked and printed per model and instance
+   count: at C=32 with batching the service delivers >= 80% of the model-only batch-32 images/s, and at C=1 its
+   p50 is within 1.3x of (model-only batch 1 after an idle pause + one search), what a lone request cannot
+   go below (a lone client's requests reach an idle model: cold caches, cores clocked down).
 
 The load generator shares the machine with the server: on 2 cores it takes CPU from it, which the numbers
 include. Everything stays on 127.0.0.1; the run stops by itself.
@@ -38,6 +43,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from reid_export.images import decode_images
 from reid_export.runtimes import make_runtime, parse_model_spec
@@ -81,16 +87,10 @@ def model_only(model: str, queries: list[Path], gallery_dir: Path, *, min_second
         out["batch1_paced_ms"] = statistics.median(paced) * 1e3
         query = runtime.infer(runtime.contract.normalize_uint8(pixels[:1]))["embedding"]
         out["runtime"] = runtime.describe()
-    with Gallery.open(gallery_dir) as g:
-        store = EmbeddedStore()
-        store.sync(g.ids, g.embeddings, g.camids())
-        times = []
-        for _ in range(50):
-            t0 = time.perf_counter()
-            store.search(query, K)
-            times.append(time.perf_counter() - t0)
-        out["search_ms"] = statistics.median(times) * 1e3
-        out["gallery_items"] = len(g)
+    # on a worker thread, as in_process: a BLAS thread count set from the main thread sticks for the process
+    worker = threading.Thread(target=lambda: out.update(_search_time(gallery_dir, query)))
+    worker.start()
+    worker.join()
     return out
 
 
@@ -266,15 +266,18 @@ LOADS = {"raw": load_raw, "httpx": load_httpx}
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="PATH or RUNTIME=PATH (the gallery's model)")
+    parser.add_argument("--model", required=True, action="append",
+                        help="PATH or RUNTIME=PATH of the gallery's model; repeat it to compare runtimes of the same "
+                             "file in one run (e.g. the ONNX under onnxruntime and openvino)")
     parser.add_argument("--gallery", required=True, type=Path)
     parser.add_argument("--queries", required=True, type=Path, help="folder of query crops")
     parser.add_argument("--requests", type=int, default=256, help="requests per concurrency level")
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-delay-ms", type=float, default=5.0)
-    parser.add_argument("--instances", type=int, default=0,
-                        help="the server's --instances (0: one one-thread lane per core; 1: one all-core instance)")
+    parser.add_argument("--instances", default="0",
+                        help="the server's --instances, comma-separated to run each (0: one one-thread lane per core "
+                             "where the runtime has lanes; 1: one all-core instance)")
     parser.add_argument("--min-seconds", type=float, default=3.0, help="model-only timing per batch size")
     parser.add_argument("--client", choices=sorted(LOADS), default="raw",
                         help="raw: pre-encoded HTTP/1.1 on asyncio streams (light); httpx: httpx.AsyncClient")
@@ -285,36 +288,27 @@ def main(argv=None) -> dict:
     if not modes or set(modes) - {"on", "off"}:
         parser.error(f"--batching takes on, off or on,off; got {args.batching!r}")
     levels = [int(c) for c in args.concurrency.split(",")]
+    instance_counts = [int(n) for n in args.instances.split(",")]
     queries = [f.path for f in collect_images(args.queries)]
     bodies = [(p.name, p.read_bytes()) for p in queries[:64]]
 
-    reference = model_only(args.model, queries, args.gallery, min_seconds=args.min_seconds)
-    reference["in_process"] = in_process(args.model, args.gallery, queries, instances=args.instances,
-                                         max_batch=args.max_batch, max_delay_ms=args.max_delay_ms,
-                                         concurrency=max(levels), seconds=args.min_seconds)
-    rows = []
-    server_modes = {"on": ["--max-batch", str(args.max_batch), "--max-delay-ms", str(args.max_delay_ms),
-                           "--instances", str(args.instances)],
-                    "off": ["--no-batching", "--instances", str(args.instances)]}
-    for mode in modes:
-        process, url = start_server(args.model, args.gallery, server_modes[mode])
-        try:
-            for c in levels:
-                cpu0 = _cpu_seconds(process.pid)
-                row = asyncio.run(LOADS[args.client](url, bodies, c, args.requests))
-                row["server_cpu_ms_per_request"] = (_cpu_seconds(process.pid) - cpu0) * 1e3 / args.requests
-                rows.append({"batching": mode, **row})
-                print(f"batching {mode:3s} concurrency {c:3d}: {row['requests_per_sec']:7.1f} req/s, "
-                      f"p50 {row['p50_ms']:7.1f} ms, p99 {row['p99_ms']:7.1f} ms, errors {row['errors']}, CPU ms/request "
-                      f"server {row['server_cpu_ms_per_request']:.1f} client {row['client_cpu_ms_per_request']:.1f}",
-                      flush=True)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(60)
-    report = {"command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]), "model_only": reference,
-              "rows": rows, "targets": _targets(reference, rows), "machine": _machine(),
-              "settings": {"max_batch": args.max_batch, "max_delay_ms": args.max_delay_ms, "k": K,
-                           "client": args.client, "instances": args.instances}}
+    references, in_process_rows, rows = {}, [], []
+    for model in args.model:
+        references[model] = model_only(model, queries, args.gallery, min_seconds=args.min_seconds)
+        for instances in instance_counts:
+            in_process_rows.append({"model": model, **in_process(
+                model, args.gallery, queries, instances=instances, max_batch=args.max_batch,
+                max_delay_ms=args.max_delay_ms, concurrency=max(levels), seconds=args.min_seconds)})
+            server_modes = {"on": ["--max-batch", str(args.max_batch), "--max-delay-ms", str(args.max_delay_ms),
+                                   "--instances", str(instances)],
+                            "off": ["--no-batching", "--instances", str(instances)]}
+            for mode in modes:
+                rows += _load_server(model, args, server_modes[mode], bodies, levels,
+                                     {"model": model, "instances": instances, "batching": mode})
+    report = {"command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]), "model_only": references,
+              "in_process": in_process_rows, "rows": rows, "targets": _targets(references, rows),
+              "machine": _machine(), "settings": {"max_batch": args.max_batch, "max_delay_ms": args.max_delay_ms,
+                                                  "k": K, "client": args.client, "instances": instance_counts}}
     text = render(report)
     print(text)
     if args.out:
@@ -324,51 +318,79 @@ def main(argv=None) -> dict:
     return report
 
 
-def _targets(ref: dict, rows: list[dict]) -> dict:
-    out = {}
-    on = {r["concurrency"]: r for r in rows if r["batching"] == "on"}
-    if 32 in on:
-        share = on[32]["requests_per_sec"] / ref["batch32_images_per_sec"]
-        out["c32_share_of_model_only_batch32"] = share
-        out["c32_target_met"] = share >= 0.8
-    if 1 in on:
-        ratio = on[1]["p50_ms"] / (ref["batch1_ms"] + ref["search_ms"])
-        out["c1_p50_over_model_batch1_plus_search"] = ratio
-        out["c1_target_met"] = ratio <= 1.3
+def _load_server(model: str, args, extra: list[str], bodies: list, levels: list[int], labels: dict) -> list[dict]:
+    """A fresh server for one configuration, loaded at each concurrency in turn."""
+    process, url = start_server(model, args.gallery, extra)
+    rows = []
+    try:
+        for c in levels:
+            cpu0 = _cpu_seconds(process.pid)
+            row = asyncio.run(LOADS[args.client](url, bodies, c, args.requests))
+            row["server_cpu_ms_per_request"] = (_cpu_seconds(process.pid) - cpu0) * 1e3 / args.requests
+            rows.append({**labels, **row})
+            print(f"{model} instances {labels['instances']} batching {labels['batching']:3s} concurrency {c:3d}: "
+                  f"{row['requests_per_sec']:7.1f} req/s, p50 {row['p50_ms']:7.1f} ms, p99 {row['p99_ms']:7.1f} ms, "
+                  f"errors {row['errors']}, CPU ms/request server {row['server_cpu_ms_per_request']:.1f} "
+                  f"client {row['client_cpu_ms_per_request']:.1f}", flush=True)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+    return rows
+
+
+def _targets(references: dict, rows: list[dict]) -> list[dict]:
+    """Per model and instance count, batching on: the share of model-only batch-32 img/s at C=32, and the C=1 p50
+    over (model-only batch 1 after an idle pause + one search), the lone request's floor."""
+    out = []
+    for (model, instances) in dict.fromkeys((r["model"], r["instances"]) for r in rows if r["batching"] == "on"):
+        ref = references[model]
+        on = {r["concurrency"]: r for r in rows if (r["model"], r["instances"], r["batching"]) == (model, instances, "on")}
+        target = {"model": model, "instances": instances}
+        if 32 in on:
+            target["c32_share_of_model_only_batch32"] = on[32]["requests_per_sec"] / ref["batch32_images_per_sec"]
+            target["c32_target_met"] = target["c32_share_of_model_only_batch32"] >= 0.8
+        if 1 in on:
+            target["c1_p50_over_paced_batch1_plus_search"] = on[1]["p50_ms"] / (ref["batch1_paced_ms"] + ref["search_ms"])
+            target["c1_target_met"] = target["c1_p50_over_paced_batch1_plus_search"] <= 1.3
+        out.append(target)
     return out
 
 
 def render(report: dict) -> str:
-    ref = report["model_only"]
-    lines = [f"Serve load: {ref['runtime']}, gallery {ref['gallery_items']} items, k={K}, "
-             f"max batch {report['settings']['max_batch']}, max delay {report['settings']['max_delay_ms']} ms, "
-             f"instances {report['settings'].get('instances', 1)} (0: one one-thread lane per core)",
+    settings = report["settings"]
+    gallery = next(iter(report["model_only"].values()))["gallery_items"]
+    lines = [f"Serve load: gallery {gallery} items, k={K}, max batch {settings['max_batch']}, max delay "
+             f"{settings['max_delay_ms']} ms, instances {', '.join(map(str, settings['instances']))} (0: one "
+             "one-thread lane per core where the runtime has lanes)",
              f"Machine: {report['machine']}", f"Command: {report['command']}", "",
-             f"Model-only reference (same run): batch 1 {ref['batch1_ms']:.2f} ms ({ref['batch1_images_per_sec']:.1f} "
-             f"img/s), batch 32 {ref['batch32_ms']:.1f} ms ({ref['batch32_images_per_sec']:.1f} img/s); "
-             f"search {ref['search_ms']:.2f} ms; batch 1 after a {PACE_S * 1e3:.0f} ms pause (as a lone client's "
-             f"requests reach the model): {ref.get('batch1_paced_ms', float('nan')):.2f} ms"]
-    if "in_process" in ref:
-        ip = ref["in_process"]
-        lines.append(f"The service without HTTP (same run: {ip['concurrency']} asyncio callers of ReidService.search "
-                     f"in one process, {ip['instances']} instance(s)): {ip['requests_per_sec']:.1f} req/s")
+             "Model-only reference (same run; batch 1 paced: after a "
+             f"{PACE_S * 1e3:.0f} ms pause, as a lone client's requests reach the model):", "",
+             "| model | runtime | batch 1 ms | batch 1 paced ms | batch 32 img/s | search ms |", "|---|---|---:|---:|---:|---:|"]
+    for model, ref in report["model_only"].items():
+        lines.append(f"| {model} | {ref['runtime']} | {ref['batch1_ms']:.2f} | {ref['batch1_paced_ms']:.2f} | "
+                     f"{ref['batch32_images_per_sec']:.1f} | {ref['search_ms']:.2f} |")
+    lines += ["", "The service without HTTP (same run: asyncio callers of ReidService.search in one process):", ""]
+    for ip in report["in_process"]:
+        lines.append(f"- {ip['model']}, {ip['instances']} instance(s), {ip['concurrency']} callers: "
+                     f"{ip['requests_per_sec']:.1f} req/s")
     lines += ["",
-             f"Load generator: {report['settings']['client']} (CPU columns: per request, server process and "
-             "load generator, which share the machine)", "",
-             "| batching | concurrency | req/s | p50 ms | p99 ms | errors | server CPU ms | client CPU ms |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+              f"Load generator: {settings['client']} (CPU columns: per request, server process and load generator, "
+              "which share the machine)", "",
+              "| model | instances | batching | concurrency | req/s | p50 ms | p99 ms | errors | server CPU ms | "
+              "client CPU ms |", "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in report["rows"]:
-        lines.append(f"| {r['batching']} | {r['concurrency']} | {r['requests_per_sec']:.1f} | {r['p50_ms']:.1f} | "
-                     f"{r['p99_ms']:.1f} | {r['errors']} | {r['server_cpu_ms_per_request']:.1f} | "
-                     f"{r['client_cpu_ms_per_request']:.1f} |")
-    t = report["targets"]
+        lines.append(f"| {r['model']} | {r['instances']} | {r['batching']} | {r['concurrency']} | "
+                     f"{r['requests_per_sec']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | "
+                     f"{r['server_cpu_ms_per_request']:.1f} | {r['client_cpu_ms_per_request']:.1f} |")
     lines.append("")
-    if "c32_share_of_model_only_batch32" in t:
-        lines.append(f"Concurrency 32, batching on: {100 * t['c32_share_of_model_only_batch32']:.0f}% of model-only "
-                     f"batch-32 img/s (target >= 80%: {'met' if t['c32_target_met'] else 'NOT met'})")
-    if "c1_p50_over_model_batch1_plus_search" in t:
-        lines.append(f"Concurrency 1, batching on: p50 = {t['c1_p50_over_model_batch1_plus_search']:.2f} x (model-only "
-                     f"batch-1 + search) (target <= 1.3x: {'met' if t['c1_target_met'] else 'NOT met'})")
+    for t in report["targets"]:
+        where = f"{t['model']}, instances {t['instances']}, batching on"
+        if "c32_share_of_model_only_batch32" in t:
+            lines.append(f"- {where}: concurrency 32 delivers {100 * t['c32_share_of_model_only_batch32']:.0f}% of "
+                         f"model-only batch-32 img/s (target >= 80%: {'met' if t['c32_target_met'] else 'NOT met'})")
+        if "c1_p50_over_paced_batch1_plus_search" in t:
+            lines.append(f"- {where}: concurrency 1 p50 = {t['c1_p50_over_paced_batch1_plus_search']:.2f} x (model-only "
+                         f"batch 1 paced + search) (target <= 1.3x: {'met' if t['c1_target_met'] else 'NOT met'})")
     return "\n".join(lines) + "\n"
 
 
@@ -382,7 +404,26 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    """lscpu's model name (the CPU the numbers belong to), the CPU count and Python."""
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        model = next(line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name"))
+    except (OSError, subprocess.SubprocessError, StopIteration):
+        model = platform.processor() or platform.machine()
+    return f"lscpu model name {model}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+
+
+def _search_time(gallery_dir: Path, query: np.ndarray) -> dict:
+    """The median time of one exact top-k search, with numpy's BLAS at one thread as the service runs it."""
+    with Gallery.open(gallery_dir) as g, threadpool_limits(limits=1, user_api="blas"):
+        store = EmbeddedStore()
+        store.sync(g.ids, g.embeddings, g.camids())
+        times = []
+        for _ in range(50):
+            t0 = time.perf_counter()
+            store.search(query, K)
+            times.append(time.perf_counter() - t0)
+        return {"search_ms": statistics.median(times) * 1e3, "gallery_items": len(g)}
 
 
 if __name__ == "__main__":

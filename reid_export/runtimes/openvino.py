@@ -17,6 +17,11 @@ run in i8/u8, else the inference precision the plugin settled on.
 
 Hints: `latency` (default) runs one request on every thread; `throughput` takes the streams OpenVINO
 recommends and splits each batch across them (an async queue), which only pays off at large batches.
+
+Model instances (`serve --instances N`, the registry's `lanes`): N compiled models of `threads` each (one by
+default), `pinning=False`, each run from its own thread. OpenVINO's streams pin their threads to cores
+(ENABLE_CPU_PINNING); unpinned one-thread instances let the OS move a lane off the core the service's event
+loop is using, as ONNX Runtime's one-thread sessions do, so no lane waits for a core held by HTTP work.
 """
 
 from __future__ import annotations
@@ -39,11 +44,12 @@ class OpenVinoRuntime(Runtime):
     name = "openvino"
 
     def __init__(self, artefact, *, device: str = "cpu", inference_precision: str = "fp32", hint: str = "latency",
-                 threads: int = 0):
+                 threads: int = 0, pinning: bool | None = None):
         super().__init__(artefact, device=device)
         self.inference_precision = inference_precision  # fp32 | bf16: INFERENCE_PRECISION_HINT, never left unset
         self.hint = hint  # latency | throughput: PERFORMANCE_HINT
         self.threads = threads  # INFERENCE_NUM_THREADS; 0 lets OpenVINO use every core
+        self.pinning = pinning  # ENABLE_CPU_PINNING; None: OpenVINO's default (False for serve's lanes)
         self._compiled = self._request = self._queue = None
 
     def _activate_impl(self) -> None:
@@ -75,6 +81,8 @@ class OpenVinoRuntime(Runtime):
         }
         if self.threads:
             config[props.inference_num_threads] = self.threads
+        if self.pinning is not None:
+            config[hints.enable_cpu_pinning] = self.pinning
         self._compiled = core.compile_model(model, device, config)
         self._outputs = [o.get_any_name() for o in self._compiled.outputs]
         self._streams = streams = int(self._compiled.get_property(props.optimal_number_of_infer_requests))

@@ -51,7 +51,7 @@ class BatchingSettings:
     max_batch: int = 32  # images per coalesced runtime call, at most
     max_delay_ms: float = 5.0  # how long the first request of a batch waits for others to join
     # model instances under load (Triton's instance_group count): 0 = one per core where the runtime can
-    # (ONNX Runtime on CPU), else 1; 1 = a single all-core instance; N = N instances of cores/N threads
+    # (ONNX Runtime and OpenVINO on CPU), else 1; 1 = a single all-core instance; N = N instances of cores/N threads
     instances: int = 0
 
     def __post_init__(self) -> None:

@@ -112,7 +112,10 @@ class ReidService:
             # the bench; alone under load, idle ONNX Runtime threads would spin on cores HTTP and decoding need
             options = {"spinning": bool(lanes)} if "spinning" in capabilities(name).options else {}
             self.runtime = make_runtime(name, path, **options)
-            self.lanes = [make_runtime(name, path, threads=threads, spinning=False) for _ in range(lanes)]
+            # a lane: `threads` intra-op threads that neither spin (ONNX Runtime) nor stay pinned to a core (OpenVINO)
+            lane = {k: v for k, v in (("threads", threads), ("spinning", False), ("pinning", False))
+                    if k in capabilities(name).options}
+            self.lanes = [make_runtime(name, path, **lane) for _ in range(lanes)]
         self.runtime.activate()
         for lane in self.lanes:
             lane.activate()
@@ -255,17 +258,16 @@ class ReidService:
 def lane_plan(runtime_name: str, instances: int) -> tuple[int, int]:
     """(lanes, intra-op threads per lane) for `BatchingSettings.instances` on this machine.
 
-    Lanes are more sessions of the model, one thread each by default (0: one per core); 1 means none (one
-    all-core instance). Only runtimes whose registry entry declares `lanes` have them (ONNX Runtime on CPU);
-    the others run one instance: their threads are process-wide (torch), their own (OpenVINO streams), or on
-    a device."""
+    Lanes are more sessions (compiled models) of the model, one thread each by default (0: one per core); 1 means
+    none (one all-core instance). Only runtimes whose registry entry declares `lanes` have them (ONNX Runtime and
+    OpenVINO on CPU); the others run one instance: their threads are process-wide (torch) or on a device."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     has_lanes = capabilities(runtime_name).lanes
     if instances == 1 or (instances == 0 and (not has_lanes or cores < 2)):
         return 0, 0
     if not has_lanes:
-        raise ReidExportError(f"--instances {instances}: more model instances (lanes) are for ONNX Runtime on CPU "
-                              f"({', '.join(runtime_names(lanes=True))}); {runtime_name} runs one instance "
+        raise ReidExportError(f"--instances {instances}: more model instances (lanes) are for the CPU runtimes "
+                              f"{', '.join(runtime_names(lanes=True))}; {runtime_name} runs one instance "
                               "(use --instances 1)")
     lanes = instances or cores
     return lanes, max(1, cores // lanes)

@@ -33,12 +33,13 @@ def test_every_runtime_declares_capabilities_its_class_accepts(name):
 
 
 def test_each_file_type_runs_by_default_on_its_first_runtime():
-    expected = {"m.pt": "torch", "m.pth": "torch", "m.onnx": "onnxruntime", "m.xml": "openvino", "m.engine": "tensorrt"}
+    expected = {"m.pt": "torch", "m.pth": "torch", "m.onnx": "onnxruntime", "m.xml": "openvino", "m.engine": "tensorrt",
+                "m.pte": "executorch", "m.tflite": "litert"}
     assert {path: default_runtime_for(path) for path in expected} == expected
     for suffix in {s for spec in RUNTIMES.values() for s in spec.suffixes}:  # .pt2 too, once a runtime takes it
         assert suffix in capabilities(default_runtime_for(f"m{suffix}")).suffixes
-    with pytest.raises(ReidExportError, match=r"'\.tflite' file.*NAME=PATH"):
-        default_runtime_for("m.tflite")
+    with pytest.raises(ReidExportError, match=r"'\.mnn' file.*NAME=PATH"):  # a format no runtime takes
+        default_runtime_for("m.mnn")
 
 
 def test_unknown_runtime_capabilities_name_the_known_runtimes():
@@ -47,10 +48,12 @@ def test_unknown_runtime_capabilities_name_the_known_runtimes():
 
 
 def test_lanes_follow_the_declared_capability():
-    assert runtime_names(lanes=True) == ["onnxruntime"]  # ONNX Runtime on CPU: sessions that share the cores
+    # ONNX Runtime and OpenVINO on the CPU: one-thread sessions (compiled models) that share the cores
+    assert runtime_names(lanes=True) == ["onnxruntime", "openvino", "openvino-bf16"]
     for name in runtime_names(lanes=False):
         assert lane_plan(name, 0) == (0, 0)
-        with pytest.raises(ReidExportError, match=rf"ONNX Runtime on CPU \(onnxruntime\); {name} runs one instance"):
+        with pytest.raises(ReidExportError, match=rf"CPU runtimes onnxruntime, openvino, openvino-bf16; {name} runs "
+                                                  "one instance"):
             lane_plan(name, 2)
 
 

@@ -6,7 +6,10 @@ import asyncio
 import threading
 
 import numpy as np
+import pytest
 
+from reid_export.errors import RuntimeUnavailable
+from reid_export.runtimes import capabilities, make_runtime, runtime_names
 from reid_export.serve.batching import BatchingSettings
 from reid_export.serve.service import ReidService, ServeSettings
 
@@ -37,12 +40,23 @@ def _run_off_main_thread(coroutine):
     return result["value"]
 
 
-def test_lanes_give_the_same_answers_as_one_instance_and_take_the_load(tiny_onnx, gallery, tiny_market):
+# every runtime whose registry entry declares lanes (serve --instances), at FP32 so one instance and two agree
+LANE_RUNTIMES = [name for name in runtime_names(lanes=True) if "fp32" in capabilities(name).precisions]
+
+
+@pytest.mark.parametrize("runtime", LANE_RUNTIMES)
+def test_lanes_give_the_same_answers_as_one_instance_and_take_the_load(tiny_onnx, gallery, tiny_market, runtime):
+    try:
+        make_runtime(runtime, tiny_onnx).activate().deactivate()
+    except RuntimeUnavailable as e:
+        pytest.skip(f"{runtime} cannot run here: {e}")
     queries = sorted((tiny_market / "query").glob("*.jpg"))[:8]
-    one = ServeSettings(model=str(tiny_onnx), gallery=gallery, batching=BatchingSettings(instances=1))
-    two = ServeSettings(model=str(tiny_onnx), gallery=gallery, batching=BatchingSettings(instances=2))
+    model = f"{runtime}={tiny_onnx}"  # the gallery was built with ONNX Runtime; any runtime of the same file fits
+    one = ServeSettings(model=model, gallery=gallery, batching=BatchingSettings(instances=1))
+    two = ServeSettings(model=model, gallery=gallery, batching=BatchingSettings(instances=2))
     lone1, burst1, info1, calls1 = _run_off_main_thread(_searches(one, queries))
     lone2, burst2, info2, calls2 = _run_off_main_thread(_searches(two, queries))
+    assert info1["runtime"] == info2["runtime"] == runtime
     assert info1["batching"]["instances"] == 1 and info2["batching"]["instances"] == 2
     assert set(calls1) == {"infer"}
     assert calls2["infer"] >= 2 and calls2["lane0"] + calls2["lane1"] >= 1  # lone ones on all cores, the burst on lanes

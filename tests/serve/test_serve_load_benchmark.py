@@ -28,15 +28,37 @@ def test_the_load_benchmark_reports_every_cell_and_the_model_only_reference(tiny
     assert all(r["errors"] == 0 and r["requests_per_sec"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in report["rows"])
     # both processes did work that was counted: the server ran the model, the client sent and read
     assert all(r["server_cpu_ms_per_request"] > 0 and r["client_cpu_ms_per_request"] > 0 for r in report["rows"])
-    ref = report["model_only"]
+    ref = report["model_only"][str(tiny_onnx)]
     assert ref["batch1_images_per_sec"] > 0 and ref["batch32_images_per_sec"] > 0 and ref["search_ms"] > 0
-    assert ref["batch1_paced_ms"] > 0 and report["settings"]["instances"] == 0
-    assert ref["in_process"]["requests_per_sec"] > 0 and ref["in_process"]["concurrency"] == 3
+    assert ref["batch1_paced_ms"] > 0 and report["settings"]["instances"] == [0]
+    in_process, = report["in_process"]
+    assert in_process["requests_per_sec"] > 0 and in_process["concurrency"] == 3
+    target, = report["targets"]
+    assert target["c1_p50_over_paced_batch1_plus_search"] > 0 and "c32_target_met" not in target
     assert json.loads((tmp_path / "load.json").read_text())["rows"] == report["rows"]
     text = (tmp_path / "load.md").read_text()
-    assert "| batching | concurrency | req/s | p50 ms | p99 ms | errors | server CPU ms | client CPU ms |" in text
-    assert f"Load generator: {client}" in text and "after a 2 ms pause" in text and "instances 0" in text
-    assert "The service without HTTP (same run: 3 asyncio callers" in text
+    assert "| model | instances | batching | concurrency | req/s | p50 ms | p99 ms | errors | server CPU ms |" in text
+    assert f"Load generator: {client}" in text and "after a 2 ms pause" in text and "lscpu model name" in text
+    assert "The service without HTTP (same run" in text and "3 callers" in text
+
+
+@pytest.mark.slow
+def test_the_load_benchmark_compares_runtimes_and_instance_counts_in_one_run(tiny_onnx, built_gallery, tiny_market,
+                                                                              tmp_path):
+    """ONNX Runtime and OpenVINO on the same file, one and two instances each: every combination gets its rows."""
+    pytest.importorskip("openvino", reason='the OpenVINO rows need openvino: pip install "reid-export[openvino]"')
+    spec = importlib.util.spec_from_file_location("serve_load", SCRIPT)
+    serve_load = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(serve_load)
+    models = [str(tiny_onnx), f"openvino={tiny_onnx}"]
+    report = serve_load.main(["--model", models[0], "--model", models[1], "--instances", "1,2", "--batching", "on",
+                              "--gallery", str(built_gallery), "--queries", str(tiny_market / "query"),
+                              "--requests", "4", "--concurrency", "1,2", "--min-seconds", "0.05"])
+    assert {(r["model"], r["instances"], r["concurrency"]) for r in report["rows"]} == {
+        (m, n, c) for m in models for n in (1, 2) for c in (1, 2)}
+    assert all(r["errors"] == 0 for r in report["rows"])
+    assert [(ip["model"], ip["instances"]) for ip in report["in_process"]] == [(m, n) for m in models for n in (1, 2)]
+    assert "openvino" in report["model_only"][models[1]]["runtime"]
 
 
 def test_the_raw_client_sends_a_well_formed_multipart_search(tmp_path):
