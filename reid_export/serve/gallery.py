@@ -1,6 +1,7 @@
 """The gallery folder: the people a query is searched against, with the model that embedded them.
 
-    GALLERY/gallery.json        manifest: format, the model (sha256, contract, runtime), items, shard files
+    GALLERY/gallery.json        manifest: format, the model (sha256, contract, runtime, arch), items, shard
+                                files, and for a migrated gallery its lineage (the gallery and model it came from)
     GALLERY/shards/NNNNNN-T.npy embeddings (float32, one row per item), one shard per commit
     GALLERY/crops/ID.jpg        the stored image of each item
 
@@ -11,7 +12,9 @@ the leftovers, so a removed person's embedding and crop do not stay on disk. One
 the folder's lock (`files.output_lock`).
 
 Item ids are random and opaque (16 hex digits); they name files inside the gallery only, never a path
-given by a user. A gallery opened with another model (sha256 or contract) is refused naming both.
+given by a user. A gallery opened with another model (sha256 or contract) is refused naming both: one
+gallery never mixes the embeddings of two models (`reid-export index migrate` moves it to a new one,
+keeping ids, labels and the time each item was added, and recording its `lineage`).
 
 The folder is a jail: a manifest is refused when opened unless every crop it names is `ID<image suffix>`
 and every shard `NNNNNN-XXXXXXXX.npy`, and `crops/`, `shards/` and the files they name are real folders and
@@ -28,6 +31,7 @@ import os
 import re
 import secrets
 import stat
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -60,6 +64,7 @@ class ModelIdentity:
     name: str = ""  # the artefact's file name, for messages
     runtime: str = ""  # the runtime that embedded the gallery (informative; any runtime of the same file fits)
     precision: str = ""
+    arch: str = ""  # resnet50, osnet_x1_0, ... as the artefact says; "" when it does not (or a gallery before it)
 
     def describe(self) -> str:
         c = self.contract
@@ -76,6 +81,7 @@ class GalleryItem:
     camid: int | None = None  # camera, when the file name carries one
     attributes: list[int] | None = None  # the 27 Market codes in ATTRIBUTE_NAMES order, when the model has them
     sha256: str | None = None  # of the image bytes (finds duplicates); None in galleries written before it
+    added_at: float | None = None  # when it entered the gallery (Unix seconds; kept by a migration); None before it
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,8 @@ class NewItem:
     pid: int | None = None
     camid: int | None = None
     attributes: list[int] | None = None
+    id: str | None = None  # keep this item id (a migration); None: a new random one
+    added_at: float | None = None  # keep this time (a migration); None: now
 
 
 def model_identity(runtime) -> ModelIdentity:
@@ -97,7 +105,7 @@ def model_identity(runtime) -> ModelIdentity:
         raise GalleryError(f"{runtime.name}: a gallery is tied to an artefact (a model file or a served model) and "
                            "this runtime runs a model held in memory; export it (reid-export onnx) and give its path")
     return ModelIdentity(sha256=artefact.sha256, contract=runtime.contract.to_dict(), name=artefact.path.name,
-                         runtime=runtime.name, precision=runtime.precision)
+                         runtime=runtime.name, precision=runtime.precision, arch=runtime.info.arch or "")
 
 
 class Gallery:
@@ -113,11 +121,14 @@ class Gallery:
         self.embeddings = embeddings  # (len(items), dim) float32, in item order
         self._index = {item.id: i for i, item in enumerate(self.items)}
         self._lock = lock
+        # where a migrated gallery came from: {"gallery", "model", "migrated_at"}; None for a gallery built anew
+        self.lineage: dict | None = manifest.get("lineage")
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
-    def create(cls, root: str | Path, model: ModelIdentity, dim: int) -> "Gallery":
-        """A new, empty, writable gallery in `root` (which must not hold a gallery already)."""
+    def create(cls, root: str | Path, model: ModelIdentity, dim: int, *, lineage: dict | None = None) -> "Gallery":
+        """A new, empty, writable gallery in `root` (which must not hold a gallery already); `lineage`: what a
+        migrated gallery came from, kept in its manifest."""
         root = Path(root)
         if (root / MANIFEST).exists():
             raise GalleryError(f"{root} already holds a gallery; add to it with `reid-export index add` or choose "
@@ -125,7 +136,7 @@ class Gallery:
         for sub in ("shards", "crops"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         manifest = {"format": FORMAT, "version": VERSION, "model": asdict(model), "dim": int(dim), "generation": 0,
-                    "shards": [], "items": []}
+                    "shards": [], "items": [], **({"lineage": lineage} if lineage else {})}
         write_text(root / MANIFEST, json.dumps(manifest))
         return cls.open(root, writable=True)
 
@@ -206,7 +217,8 @@ class Gallery:
 
     # -- writing -------------------------------------------------------------------------
     def add(self, new: list[NewItem], embeddings: np.ndarray) -> list[GalleryItem]:
-        """Store `new` with their embeddings in one commit; returns the items made."""
+        """Store `new` with their embeddings in one commit; returns the items made. An item keeps the id and time
+        its `NewItem` carries (a migration), else gets a new random id and the current time."""
         self._require_writable()
         embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
         if embeddings.shape != (len(new), self.dim):
@@ -214,13 +226,15 @@ class Gallery:
                                f"got {embeddings.shape}")
         if not new:
             return []
-        items = []
+        _check_kept_ids(self, new)
+        items, now = [], time.time()
         for entry in new:
             suffix = entry.suffix.lower() if entry.suffix.lower() in IMAGE_TYPES else ".jpg"
-            item_id = secrets.token_hex(8)
+            item_id = entry.id or secrets.token_hex(8)
             items.append(GalleryItem(id=item_id, image=item_id + suffix, source=Path(entry.source).name,
                                      pid=entry.pid, camid=entry.camid, attributes=entry.attributes,
-                                     sha256=hashlib.sha256(entry.data).hexdigest()))
+                                     sha256=hashlib.sha256(entry.data).hexdigest(),
+                                     added_at=now if entry.added_at is None else entry.added_at))
             write_bytes(self.root / "crops" / (item_id + suffix), entry.data)
         generation = self.generation + 1
         shard = self._write_shard(generation, embeddings)
@@ -264,7 +278,8 @@ class Gallery:
     def _commit(self, generation: int, items: list[GalleryItem], shards: list[dict], embeddings: np.ndarray) -> None:
         # shard rows follow item order: items are appended per shard, and removal keeps relative order
         manifest = {"format": FORMAT, "version": VERSION, "model": asdict(self.model), "dim": self.dim,
-                    "generation": generation, "shards": shards, "items": [asdict(item) for item in items]}
+                    "generation": generation, "shards": shards, "items": [asdict(item) for item in items],
+                    **({"lineage": self.lineage} if self.lineage else {})}
         write_text(self.root / MANIFEST, json.dumps(manifest))
         self.generation, self.items, self._shards, self.embeddings = generation, items, shards, embeddings
         self._index = {item.id: i for i, item in enumerate(items)}
@@ -290,8 +305,21 @@ def check_model(root: Path, built_with: ModelIdentity, given: ModelIdentity) -> 
         return
     what = "sha256" if built_with.sha256 != given.sha256 else "preprocessing contract"
     raise GalleryError(f"gallery {root} was built with {built_with.describe()}, but the model given is "
-                       f"{given.describe()} (the {what} differs): embeddings of different models cannot be compared. "
-                       "Serve the model the gallery was built with, or rebuild it with `reid-export index build`")
+                       f"{given.describe()} (the {what} differs): embeddings of different models cannot be compared, "
+                       "so one gallery never holds both. Use the model the gallery was built with, or move the "
+                       f"gallery to the new model with `reid-export index migrate {root} --model NEW -o NEW_GALLERY` "
+                       "(re-embeds every stored crop, keeps ids and labels)")
+
+
+def _check_kept_ids(gallery: Gallery, new: list[NewItem]) -> None:
+    """Ids a migration keeps must look like item ids and be new to the gallery (and to each other)."""
+    kept = [entry.id for entry in new if entry.id is not None]
+    for item_id in kept:
+        if not isinstance(item_id, str) or not ITEM_ID.fullmatch(item_id) or item_id in gallery:
+            raise GalleryError(f"{gallery.root}: item id {str(item_id)[:40]!r} to keep is not 16 hex digits or is in "
+                               "the gallery already; a migration copies each item of its source once")
+    if len(set(kept)) != len(kept):
+        raise GalleryError(f"{gallery.root}: the same item id is given twice; each item is copied once")
 
 
 def _read_manifest(root: Path) -> dict:

@@ -16,6 +16,10 @@ at most the images of the commit in flight, and one that stops says how many it 
 Both skip, and count in their summary, unreadable images (the first few named) and duplicates: images
 whose bytes (sha256) are already in the gallery or earlier in the same run, so running an `add` again
 adds only what is missing (`allow_duplicates` adds them anyway).
+
+An `Engine` decodes and embeds (`LocalEngine`: this process; `ray_index.RayEngine`: a Ray Data actor pool);
+`add_results` writes what it hands back, always in this process, so every engine commits the same way.
+`migrate.py` uses the same pieces to move a gallery to a new model.
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ import io
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -40,10 +46,11 @@ from ..images import SHOWN_UNREADABLE, decode_readable, first_examples
 from ..progress import progress_bar
 from ..runtimes import Runtime, infer_images, make_runtime, parse_model_spec
 from .gallery import FORMAT as GALLERY_FORMAT
-from .gallery import MANIFEST, Gallery, NewItem, model_identity
+from .gallery import MANIFEST, Gallery, GalleryItem, NewItem, model_identity
 
 __all__ = ["ImageFile", "collect_images", "build_gallery", "add_to_gallery", "remove_from_gallery",
-           "embed_arrays", "COMMIT_EVERY"]
+           "embed_arrays", "COMMIT_EVERY", "Engine", "LocalEngine", "Embedded", "read_file", "add_results",
+           "new_gallery_folder", "named_bytes", "Tally"]
 
 COMMIT_EVERY = 256  # images per commit while adding: what a killed `index add` can lose at most
 BUILD_CHUNK = 2048  # images decoded and embedded at a time by a build (bounds its memory; one shard each)
@@ -54,6 +61,7 @@ class ImageFile:
     path: Path
     pid: int | None = None
     camid: int | None = None
+    origin: GalleryItem | None = None  # the gallery item this file is the stored crop of (a migration keeps its id)
 
 
 def collect_images(sources) -> list[ImageFile]:
@@ -95,64 +103,51 @@ def attribute_codes(outputs: dict[str, np.ndarray]) -> list[list[int] | None]:
 
 
 def build_gallery(data, model_spec: str, out: str | Path, *, overwrite: bool = False, batch_size: int = 64,
-                  allow_duplicates: bool = False, progress: bool = True, log=None) -> Path:
+                  allow_duplicates: bool = False, engine: "Engine | None" = None, progress: bool = True,
+                  log=None) -> Path:
     """Embed every image of `data` and write a new gallery at `out` (atomically: a temporary folder renamed
     into place); returns `out`. Unreadable images and duplicates (same bytes) are skipped and counted in
     the summary line given to `log`. `--overwrite` replaces a gallery only, never a folder of anything else
-    nor one holding the data or the model."""
-    out = Path(out)
+    nor one holding the data or the model. `engine`: what decodes and embeds (default `LocalEngine`; a
+    `ray_index.RayEngine` spreads it over a Ray cluster); the writes stay here either way."""
     name, path = parse_model_spec(model_spec)
     sources = [data] if isinstance(data, (str, Path)) else list(data)
-    refuse_own_input(out, [*sources, *([path] if Path(path).exists() else [])], option="-o")
-    if out.exists() and not overwrite:
-        raise ReidExportError(f"{out} already exists; pass --overwrite to replace it, or add to it with "
-                              "`reid-export index add`")
-    refuse_replacing(out, own=_replaceable, kind="a gallery folder", option="-o",
-                     why=f"no {MANIFEST} of `reid-export index build` in it")
-    files = collect_images(data)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.building")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with new_gallery_folder(out, inputs=[*sources, *([path] if Path(path).exists() else [])],
+                            overwrite=overwrite) as tmp:
+        files = collect_images(data)
         with make_runtime(name, path) as runtime:
             identity = model_identity(runtime)
-            tally = _Tally(len(files), known=None if allow_duplicates else set())
-            gallery = _add_files(runtime, files, lambda dim: Gallery.create(tmp, identity, dim), tally,
-                                 batch_size=batch_size, commit_every=BUILD_CHUNK, progress=progress)
+            tally = Tally(len(files), known=None if allow_duplicates else set())
+            results = (engine or LocalEngine()).results(runtime, files, tally.known, batch_size=batch_size,
+                                                        chunk=BUILD_CHUNK)
+            gallery = add_results(results, lambda dim: Gallery.create(tmp, identity, dim), tally,
+                                  commit_every=BUILD_CHUNK, progress=progress, label=runtime.name)
             if gallery is None:
                 raise DataError(f"{data}: no image could be indexed: {tally.summary()}")
             gallery.close()
-        if out.exists():  # --overwrite: only while no one (a running server) holds the old gallery
-            with contextlib.ExitStack() as held:
-                if (out / MANIFEST).exists():
-                    held.enter_context(output_lock(out / MANIFEST, "reid-export index build --overwrite"))
-                old = out.with_name(f".{out.name}.{os.getpid()}.old")
-                os.replace(out, old)
-                os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     if log is not None:
         log(f"gallery {out}: {tally.summary()}")
-    return out
+    return Path(out)
 
 
 def add_to_gallery(gallery_dir: str | Path, model_spec: str, sources, *, batch_size: int = 64,
-                   commit_every: int = COMMIT_EVERY, allow_duplicates: bool = False, progress: bool = True,
-                   log=None) -> int:
+                   commit_every: int = COMMIT_EVERY, allow_duplicates: bool = False, engine: "Engine | None" = None,
+                   progress: bool = True, log=None) -> int:
     """Embed the images of `sources` into an existing gallery (same model only); returns its new size.
     Images whose bytes are already in the gallery are skipped unless `allow_duplicates`, so running an add
     again adds only what is missing; unreadable images are skipped; both are counted in the summary line
-    given to `log`. An add that stops part-way raises (or, interrupted, logs) how many images it committed."""
+    given to `log`. An add that stops part-way raises (or, interrupted, logs) how many images it committed.
+    `engine`: as for `build_gallery`."""
     files = collect_images(sources)
     name, path = parse_model_spec(model_spec)
     with make_runtime(name, path) as runtime, \
             Gallery.open(gallery_dir, model=model_identity(runtime), writable=True) as gallery:
-        tally = _Tally(len(files), known=None if allow_duplicates else _content_hashes(gallery), base=len(gallery))
+        tally = Tally(len(files), known=None if allow_duplicates else _content_hashes(gallery), base=len(gallery))
         try:
-            _add_files(runtime, files, lambda dim: gallery, tally, batch_size=batch_size,
-                       commit_every=commit_every, progress=progress)
+            results = (engine or LocalEngine()).results(runtime, files, tally.known, batch_size=batch_size,
+                                                        chunk=commit_every)
+            add_results(results, lambda dim: gallery, tally, commit_every=commit_every, progress=progress,
+                        label=runtime.name)
         except KeyboardInterrupt:
             if log is not None:
                 log(f"interrupted: {_stopped(gallery, tally)}")
@@ -166,6 +161,128 @@ def add_to_gallery(gallery_dir: str | Path, model_spec: str, sources, *, batch_s
         return len(gallery)
 
 
+@contextlib.contextmanager
+def new_gallery_folder(out: str | Path, *, inputs: list, overwrite: bool, option: str = "-o"):
+    """A temporary folder next to `out` to write a new gallery into, renamed to `out` when the block ends without
+    an error (and deleted either way): a gallery exists complete or not at all. An existing `out` is refused
+    unless `overwrite`, which replaces a gallery only (never a folder of anything else, nor one holding one of
+    `inputs`), and only while no one (a running server) holds it."""
+    out = Path(out)
+    refuse_own_input(out, inputs, option=option)
+    if out.exists() and not overwrite:
+        raise ReidExportError(f"{out} already exists; pass --overwrite to replace it, or add to it with "
+                              "`reid-export index add`")
+    refuse_replacing(out, own=_replaceable, kind="a gallery folder", option=option,
+                     why=f"no {MANIFEST} of `reid-export index build` in it")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.building")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        yield tmp
+        if out.exists():  # --overwrite: only while no one (a running server) holds the old gallery
+            with contextlib.ExitStack() as held:
+                if (out / MANIFEST).exists():
+                    held.enter_context(output_lock(out / MANIFEST, "reid-export index build --overwrite"))
+                old = out.with_name(f".{out.name}.{os.getpid()}.old")
+                os.replace(out, old)
+                os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@dataclass
+class Embedded:
+    """One image file as an engine hands it back, in the order given: its bytes and the model's outputs for it,
+    or why it was not embedded."""
+    file: ImageFile
+    data: bytes = b""
+    sha256: str = ""  # of `data`
+    outputs: dict[str, np.ndarray] | None = None  # one row per output ("embedding"[, "attributes"])
+    reason: str = ""  # unreadable or undecodable: why (then nothing else is set but `file`)
+    known: bool = False  # skipped before decoding: its bytes were in the `known` set the engine was given
+
+
+class Engine(Protocol):
+    """What decodes and embeds image files for an index command (`LocalEngine`, `ray_index.RayEngine`)."""
+    name: str
+
+    def results(self, runtime: Runtime, files: list[ImageFile], known: set[str] | None, *, batch_size: int,
+                chunk: int) -> Iterator[Embedded]:
+        """One `Embedded` per file, in the order of `files`, embedded by `runtime`'s model (an active runtime: an
+        engine may run it, or make more of the same artefact elsewhere). A file whose sha256 is in `known` (which
+        may grow while the results are read) may be handed back `known` without being decoded. `chunk`: files
+        held in memory at a time, where the engine reads them itself."""
+
+
+class LocalEngine:
+    """Decoding and embedding in this process on the caller's runtime: `chunk` files are read and decoded (on
+    threads), then embedded `batch_size` at a time. Files already `known` are not decoded."""
+    name = "local"
+
+    def results(self, runtime: Runtime, files: list[ImageFile], known: set[str] | None, *, batch_size: int,
+                chunk: int) -> Iterator[Embedded]:
+        for start in range(0, len(files), max(1, chunk)):
+            read = [read_file(f) for f in files[start:start + max(1, chunk)]]
+            for r in read:
+                r.known = not r.reason and known is not None and r.sha256 in known
+            todo = [r for r in read if not r.reason and not r.known]
+            pixels, failed = decode_readable([named_bytes(r.file, r.data) for r in todo], runtime.contract,
+                                             progress=False)
+            reasons = dict(failed)
+            decoded = [r for i, r in enumerate(todo) if i not in reasons]
+            for i, r in enumerate(todo):
+                r.reason = reasons.get(i, "")
+            row_of = {id(r): row for row, r in enumerate(decoded)}
+            for r in read:  # embedded a batch at a time, as the results are read
+                row = row_of.get(id(r))
+                if row is not None and row % batch_size == 0:
+                    outputs = embed_arrays(runtime, pixels[row:row + batch_size], batch_size=batch_size)
+                    for j, d in enumerate(decoded[row:row + batch_size]):
+                        d.outputs = {key: value[j] for key, value in outputs.items()}
+                yield r
+
+
+def read_file(f: ImageFile) -> Embedded:
+    """The bytes and sha256 of an image file, or why it cannot be read."""
+    try:
+        data = f.path.read_bytes()
+    except OSError as e:
+        return Embedded(f, reason=e.strerror or str(e))
+    return Embedded(f, data=data, sha256=hashlib.sha256(data).hexdigest())
+
+
+def add_results(results: Iterator[Embedded], gallery_for, tally: "Tally", *, commit_every: int, progress: bool,
+                label: str) -> Gallery | None:
+    """Add an engine's results to a gallery, one commit per `commit_every` files; `gallery_for(dim)` gives the
+    gallery (called once, at the first commit, when the embedding size is known; None if nothing was added).
+    Unreadable files and duplicates (per `tally.known`, which grows with every file kept) are skipped and
+    recorded in `tally`. The writes happen here, in the calling process, whatever engine computed the results."""
+    gallery, pending, seen, step = None, [], 0, max(1, commit_every)
+    first = ""
+    with progress_bar(f"indexing {tally.total} images ({label})", tally.total, enabled=progress) as advance:
+        for r in results:
+            if seen % step == 0:
+                first = r.file.path.name
+            seen += 1
+            tally.at = first + (f" .. {r.file.path.name}" if r.file.path.name != first else "")
+            if r.reason:
+                tally.unreadable.append((r.file.path, r.reason))
+            elif r.known or (tally.known is not None and r.sha256 in tally.known):
+                tally.duplicates.append(r.file.path.name)
+            else:
+                if tally.known is not None:
+                    tally.known.add(r.sha256)
+                pending.append(r)
+            advance()
+            if pending and (seen % step == 0 or seen == tally.total):
+                gallery = _commit(pending, gallery or gallery_for(len(pending[0].outputs["embedding"])))
+                tally.added += len(pending)
+                pending = []
+    return gallery
+
+
 def remove_from_gallery(gallery_dir: str | Path, item_ids: list[str]) -> int:
     """Remove items by id (embeddings and crops leave the disk); returns the gallery's new size."""
     with Gallery.open(gallery_dir, writable=True) as gallery:
@@ -174,7 +291,7 @@ def remove_from_gallery(gallery_dir: str | Path, item_ids: list[str]) -> int:
 
 
 @dataclass
-class _Tally:
+class Tally:
     """What an add has done so far: for its summary, and for an honest message when it stops part-way."""
     total: int  # image files given
     known: set[str] | None  # sha256 of the images in the gallery (and added so far); None: duplicates allowed
@@ -197,71 +314,20 @@ class _Tally:
         return "; ".join(parts)
 
 
-def _add_files(runtime: Runtime, files: list[ImageFile], gallery_for, tally: _Tally, *, batch_size: int,
-               commit_every: int, progress: bool) -> Gallery | None:
-    """Embed `files` and add them, one commit per `commit_every` files; `gallery_for(dim)` gives the gallery
-    (called once, at the first commit, when the embedding size is known; None if nothing was added).
-    Unreadable files and duplicates (per `tally.known`) are skipped and recorded in `tally`."""
-    gallery = None
-    step = max(1, commit_every)
-    with progress_bar(f"indexing {len(files)} images ({runtime.name})", len(files), enabled=progress) as advance:
-        for start in range(0, len(files), step):
-            chunk = files[start:start + step]
-            tally.at = chunk[0].path.name + (f" .. {chunk[-1].path.name}" if len(chunk) > 1 else "")
-            fresh = _readable(chunk, tally)
-            pixels, failed = decode_readable([_named_bytes(f, data) for f, data, _ in fresh], runtime.contract,
-                                             progress=False)
-            pixels, kept = _new_content(fresh, pixels, dict(failed), tally)
-            advance(len(chunk) - len(kept))
-            if not kept:
-                continue
-            outputs: dict[str, list] = {}
-            for b in range(0, len(kept), batch_size):
-                for key, value in embed_arrays(runtime, pixels[b:b + batch_size], batch_size=batch_size).items():
-                    outputs.setdefault(key, []).append(value)
-                advance(min(batch_size, len(kept) - b))
-            merged = {key: np.concatenate(parts) for key, parts in outputs.items()}
-            gallery = gallery or gallery_for(merged["embedding"].shape[1])
-            codes = attribute_codes(merged)
-            gallery.add([NewItem(data=data, suffix=f.path.suffix, source=f.path.name, pid=f.pid, camid=f.camid,
-                                 attributes=c) for (f, data, _), c in zip(kept, codes)], merged["embedding"])
-            tally.added += len(kept)
+def _commit(pending: list[Embedded], gallery: Gallery) -> Gallery:
+    """One gallery commit of embedded files; a file that is a migrated item's crop keeps its id, source and time."""
+    outputs = {key: np.stack([r.outputs[key] for r in pending]) for key in pending[0].outputs}
+    new = []
+    for r, codes in zip(pending, attribute_codes(outputs)):
+        origin = r.file.origin
+        new.append(NewItem(data=r.data, suffix=r.file.path.suffix, source=origin.source if origin else r.file.path.name,
+                           pid=r.file.pid, camid=r.file.camid, attributes=codes, id=origin.id if origin else None,
+                           added_at=origin.added_at if origin else None))
+    gallery.add(new, outputs["embedding"])
     return gallery
 
 
-def _readable(chunk: list[ImageFile], tally: _Tally) -> list[tuple[ImageFile, bytes, str]]:
-    """The files of `chunk` with their bytes and sha256, less the ones that cannot be read (recorded)."""
-    fresh = []
-    for f in chunk:
-        try:
-            data = f.path.read_bytes()
-        except OSError as e:
-            tally.unreadable.append((f.path, e.strerror or str(e)))
-            continue
-        fresh.append((f, data, hashlib.sha256(data).hexdigest()))
-    return fresh
-
-
-def _new_content(fresh: list, pixels: np.ndarray, failed: dict[int, str], tally: _Tally) -> tuple[np.ndarray, list]:
-    """The decoded files to add: not undecodable, and (unless duplicates are allowed) with bytes that are neither
-    in the gallery nor earlier in this run; the others are recorded in `tally`. `pixels` holds the decoded ones."""
-    kept, rows, row = [], [], 0
-    for i, (f, data, digest) in enumerate(fresh):
-        if i in failed:
-            tally.unreadable.append((f.path, failed[i]))
-            continue
-        if tally.known is not None and digest in tally.known:
-            tally.duplicates.append(f.path.name)
-        else:
-            if tally.known is not None:
-                tally.known.add(digest)
-            kept.append((f, data, digest))
-            rows.append(row)
-        row += 1
-    return pixels[rows], kept
-
-
-def _named_bytes(f: ImageFile, data: bytes) -> io.BytesIO:
+def named_bytes(f: ImageFile, data: bytes) -> io.BytesIO:
     buffer = io.BytesIO(data)
     buffer.name = str(f.path)  # messages name the file
     return buffer
@@ -280,7 +346,7 @@ def _content_hashes(gallery: Gallery) -> set[str]:
     return hashes
 
 
-def _stopped(gallery: Gallery, tally: _Tally) -> str:
+def _stopped(gallery: Gallery, tally: Tally) -> str:
     try:  # the manifest on disk: a stop can land after a commit's rename, before the in-memory view follows it
         size = len(json.loads((gallery.root / MANIFEST).read_text())["items"])
     except (OSError, ValueError, KeyError, TypeError):

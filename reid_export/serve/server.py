@@ -51,12 +51,13 @@ def serve(settings: ServeSettings, *, log_level: str = "info", access_log: bool 
     except ImportError as e:
         raise ReidExportError('reid-export serve needs uvicorn: pip install "reid-export[serve]"') from e
     from .app import create_app  # lazy: fastapi
+    from .switch import Switchable  # lazy: fastapi (through the app)
 
     token = settings.token or os.environ.get(TOKEN_ENV) or None
     if token != settings.token:
         settings = replace(settings, token=check_token(token, f"${TOKEN_ENV}"))
     check_bind(settings.host, token)
-    app = create_app(settings)
+    app = Switchable(create_app(settings), settings)  # POST /v1/admin/switch: another model, no downtime
     # limit_concurrency counts the connection asking too: N + 1 serves N connections at once
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level, access_log=access_log,
                             timeout_graceful_shutdown=GRACEFUL_SECONDS, server_header=False,
