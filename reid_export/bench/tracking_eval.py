@@ -1,14 +1,9 @@
-"""Scoring tracker output with TrackEval (HOTA, CLEAR, Identity), and the cross-camera hand-over.
+"""Scoring tracker output with TrackEval (HOTA, CLEAR, Identity).
 
 TrackEval (PyPI `trackeval`, the `tracking` extra) is the reference implementation of HOTA and the
 CLEAR/Identity metrics; it reads MOTChallenge files, so results and ground truth are written in its
-layout under a work folder and read back as numbers (percent, IDSW a count).
-
-Hand-over: each camera's tracklets are given scene-wide identities by their appearance (the mean of their
-normalised embeddings), in order of first frame: a tracklet joins the nearest identity (cosine distance below
-the threshold) that has no tracklet overlapping it in time in the same camera, else starts a new one. The
-cameras of a scene are then laid end to end as one sequence and scored with IDF1 against the ground-truth
-ids, which are shared across cameras: the multi-camera IDF1 of Ristani et al.
+layout under a work folder and read back as numbers (percent, IDSW a count). The cross-camera score
+(`tracking_handover`) scores its joined sequences here too.
 """
 
 from __future__ import annotations
@@ -22,7 +17,7 @@ import numpy as np
 from ..data.mot import MotSequence, write_rows, write_seqinfo
 from ..errors import ReidExportError
 
-__all__ = ["score_tracks", "hand_over", "scene_sequences", "METRICS"]
+__all__ = ["score_tracks", "scene_sequences", "METRICS"]
 
 METRICS = ("HOTA", "DetA", "AssA", "IDF1", "IDSW", "MOTA")
 
@@ -77,50 +72,6 @@ def scene_sequences(sequences: list[MotSequence]) -> dict[str, list[MotSequence]
         if seq.scene is not None:
             scenes.setdefault(seq.scene, []).append(seq)
     return {name: sorted(seqs, key=lambda s: s.camera or 0) for name, seqs in scenes.items() if len(seqs) > 1}
-
-
-def hand_over(scene: list[MotSequence], tracks: dict[str, np.ndarray], embeddings: dict[str, np.ndarray] | None,
-              threshold: float) -> np.ndarray:
-    """The scene's cameras end to end (camera 2's frame 1 follows camera 1's last) as tracker rows with
-    scene-wide ids. Without embeddings each tracklet keeps an id of its own (no hand-over)."""
-    tracklets = []  # (first frame, camera index, sequence name, track id, last frame, mean embedding)
-    for c, seq in enumerate(scene):
-        rows = tracks[seq.name]
-        for tid in np.unique(rows[:, 1]).astype(int):
-            mine = rows[rows[:, 1] == tid]
-            taken = mine[:, 10][mine[:, 10] >= 0].astype(int)
-            mean = None
-            if embeddings is not None and len(taken):
-                e = embeddings[seq.name][taken]
-                mean = (e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)).mean(axis=0)
-            tracklets.append((mine[:, 0].min(), c, seq.name, tid, mine[:, 0].max(), mean))
-    ids: dict[tuple[str, int], int] = {}
-    identities: list[dict] = []  # {"sum": embedding sum or None, "spans": [(camera index, first, last)]}
-    for first, c, name, tid, last, mean in sorted(tracklets, key=lambda t: (t[0], t[1], t[3])):
-        best, best_cost = None, threshold
-        for n, identity in enumerate(identities if mean is not None else []):
-            if identity["sum"] is None or any(cc == c and f <= last and first <= l for cc, f, l in identity["spans"]):
-                continue
-            norms = float(np.linalg.norm(mean) * np.linalg.norm(identity["sum"]))
-            cost = 1 - float(mean @ identity["sum"]) / max(norms, 1e-12)
-            if cost < best_cost:
-                best, best_cost = n, cost
-        if best is None:
-            identities.append({"sum": None if mean is None else np.zeros_like(mean), "spans": []})
-            best = len(identities) - 1
-        identity = identities[best]
-        identity["spans"].append((c, first, last))
-        if mean is not None:
-            identity["sum"] = identity["sum"] + mean
-        ids[(name, tid)] = best + 1
-    out, offset = [], 0
-    for seq in scene:
-        rows = tracks[seq.name].copy()
-        rows[:, 0] += offset
-        rows[:, 1] = [ids[(seq.name, int(t))] for t in rows[:, 1]]
-        out.append(rows)
-        offset += seq.length
-    return np.concatenate(out) if out else np.zeros((0, 11))
 
 
 def _percent(value) -> float:

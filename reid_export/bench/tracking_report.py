@@ -15,8 +15,9 @@ TRACK_REPORT_FILES = ("report.json", "report.md", "idf1_vs_reid_ms.png")
 _COLUMNS = (
     ("tracker", "tracker", "{}"), ("Re-ID", "runtime", "{}"), ("prec", "precision", "{}"), ("HOTA", "HOTA", "{:.1f}"),
     ("DetA", "DetA", "{:.1f}"), ("AssA", "AssA", "{:.1f}"), ("IDF1", "IDF1", "{:.1f}"), ("IDSW", "IDSW", "{}"),
-    ("MOTA", "MOTA", "{:.1f}"), ("xcam IDF1", "xcam_IDF1", "{:.1f}"), ("IDF1 vs none", "IDF1_over_none", "{:+.1f}"),
-    ("dIDF1", "delta_IDF1", "{:+.2f}"), ("dHOTA", "delta_HOTA", "{:+.2f}"),
+    ("MOTA", "MOTA", "{:.1f}"), ("IDF1 vs none", "IDF1_over_none", "{:+.1f}"), ("xcam IDF1", "xcam_IDF1", "{:.1f}"),
+    ("xcam vs none", "xcam_IDF1_over_none", "{:+.1f}"), ("hand-over", "handover_threshold", "{:g}"),
+    ("dIDF1", "delta_IDF1", "{:+.2f}"), ("dHOTA", "delta_HOTA", "{:+.2f}"), ("dxcam", "delta_xcam_IDF1", "{:+.2f}"),
     ("Re-ID ms/frame", "reid_ms_per_frame", "{:.1f}"), ("tracker ms/frame", "tracker_ms_per_frame", "{:.1f}"),
 )
 
@@ -49,8 +50,10 @@ def _markdown(report: dict) -> str:
           f"({sum(s['frames'] for s in report['sequences'])} frames), wall time {report['wall_s']} s.", "",
           "| " + " | ".join(h for h, _, _ in _COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
     md += ["| " + " | ".join(_cell(row, key, fmt) for _, key, fmt in _COLUMNS) + " |" for row in ok]
+    tuned = f"chosen per row on {', '.join(report['tune_sequences'])}" if report.get("tune_sequences") else "given"
     md += ["", "HOTA, DetA, AssA, IDF1 and MOTA in percent (TrackEval); IDSW a count. `none`: the tracker on motion "
-           "alone. `xcam IDF1`: tracklets handed over between cameras by mean embedding, scored over all cameras. "
+           "alone. `xcam IDF1`: tracklets joined within and across cameras by their mean embeddings (average-linkage "
+           f"clustering up to the `hand-over` cosine distance, {tuned}), scored over all cameras. "
            "d columns: change against the torch FP32 row of the same architecture and tracker."]
     md += [f"- {line}" for line in failed]
     return "\n".join(md) + "\n"

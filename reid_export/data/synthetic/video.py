@@ -1,16 +1,19 @@
 """Synthetic multi-camera video with ground truth, in the MOTChallenge layout (`reid-export synth-video`).
 
 One scene seen by several cameras: the same drawn people (`render`'s, but drawn from their own seed words, so
-none of them is an identity of the synthetic Market-1501 of the same seed), a static background, colour cast
-and lighting per camera. People walk along a few shared lanes, so they cross and hide each other (drawn far
-to near); some stop, some turn back, all leave and come back after a gap longer than a tracker's 30-frame
-memory. Each camera sees most of the people, so identities overlap across cameras.
+none of them is an identity of the synthetic Market-1501 of the same seed), a static background, colour cast,
+lighting and an advertising column in front of everyone per camera. Some people wear another's outfit (same
+top, bottom and sleeves; their own skin, hair, pattern, shoes and bags): look-alikes a Re-ID model has to tell
+apart by detail. People walk in episodes made to be hard on motion alone (`video_plan`): groups walking
+together, crossings where one turns back out of sight, overtakes, turns behind the column; between two visits
+a person stays away longer than a tracker's memory. Each camera sees most of the people, so identities
+overlap across cameras.
 
 Each camera is one sequence (`data.mot` layout): img1/, gt/gt.txt, det/det.txt and seqinfo.ini with
 `scene` and `camera`. The detections are the ground truth with configured noise (`DetectionNoise`): jittered
-boxes, misses that grow with occlusion, false positives. Every random choice comes from a Generator seeded by
-(seed, purpose, camera), so a seed gives the same bytes; the noise has its own stream, so changing it
-leaves the frames alone.
+boxes, misses that grow with occlusion (also in the frames around it), false positives. Every random choice
+comes from a Generator seeded by (seed, purpose, camera), so a seed gives the same bytes; the noise has its
+own stream, so changing it leaves the frames alone.
 """
 
 from __future__ import annotations
@@ -26,30 +29,33 @@ from PIL import Image
 from ...errors import DataError, ReidExportError
 from ...files import check_free_space, check_writable_dir
 from ...progress import progress_bar
+from ..attributes import LOWER_COLOURS, UPPER_COLOURS
 from ..mot import PEDESTRIAN, MotSequence, write_rows, write_seqinfo
 from .render import SCENES, sample_camera, sample_person
+from .video_plan import Stage, person_height, plan_camera
 from .video_render import CameraLook, Placement, SpriteCache, compose_frame
 
 __all__ = ["VideoSettings", "DetectionNoise", "VideoSummary", "SIZES", "video_settings", "generate_sequences",
            "make_detections", "person_height"]
 
 SIZES = {  # --size: frame size and how much happens; the other options override the last two
-    "small": {"width": 640, "height": 360, "frames": 300, "people": 10},  # the benchmark default: minutes on 2 cores
+    "small": {"width": 640, "height": 360, "frames": 300, "people": 12},  # the benchmark default: minutes on 2 cores
     "large": {"width": 1280, "height": 720, "frames": 1500, "people": 24},  # real runs
 }
 JPEG_QUALITY = 90
-_SEED_PERSON, _SEED_PLAN, _SEED_CAMERA, _SEED_FRAME, _SEED_DETECTIONS = range(100, 105)  # first words of seeds
-_LANES = (0.66, 0.79, 0.92)  # where people walk: soles, as a fraction of the frame height
-_EDGE = 0.12  # a visit starts and ends this far outside the frame, as a fraction of its width
+_SEED_PERSON, _SEED_PLAN, _SEED_CAMERA, _SEED_FRAME, _SEED_DETECTIONS, _SEED_OUTFIT = range(100, 106)  # seed words
 _IN_VIEW = 0.8  # chance that a camera sees a given person
+_OUTFIT = ("upper", "lower", "lower_kind", "short_sleeves")  # what a look-alike copies
+_OUTFIT_CODES = ("up", "down", "clothes", *UPPER_COLOURS, *LOWER_COLOURS)  # and its attribute codes
 
 
 @dataclass(frozen=True)
 class DetectionNoise:
     jitter: float = 0.04  # std of each box edge, as a fraction of the box width (x) or height (y)
     miss: float = 0.03  # chance of missing a fully visible person
-    occluded_miss: float = 0.6  # added chance of a miss, times (1 - visibility)
+    occluded_miss: float = 0.7  # added chance of a miss, times (1 - visibility)
     min_visibility: float = 0.3  # people less visible than this are never detected
+    near: int = 3  # visibility counts as the lowest within this many frames: misses start before an occlusion
     false_positives: float = 0.3  # false boxes per frame (Poisson mean), on background
 
 
@@ -57,11 +63,13 @@ class DetectionNoise:
 class VideoSettings:
     cameras: int = 2  # one sequence per camera, all of one scene
     frames: int = 300  # per camera
-    people: int = 10  # identities in the scene; each camera sees about 80% of them
+    people: int = 12  # identities in the scene; each camera sees about 80% of them
     width: int = 640  # frame size in pixels
     height: int = 360
     fps: int = 25
-    gap: tuple[int, int] = (45, 90)  # frames out of view between two visits (a tracker forgets after 30)
+    gap: tuple[float, float] = (1.8, 4.8)  # seconds out of view between two visits (longer than a tracker remembers)
+    every: tuple[float, float] = (0.3, 1.0)  # seconds between the starts of two episodes (if someone is free)
+    lookalikes: float = 0.3  # share of the people who wear the outfit of someone else in the scene
     noise: DetectionNoise = field(default_factory=DetectionNoise)
 
 
@@ -78,12 +86,7 @@ def video_settings(size: str = "small", **overrides) -> VideoSettings:
     """Settings for `size` (small or large) with any field replaced; None values are ignored."""
     if size not in SIZES:
         raise DataError(f"--size {size!r}: choose one of {', '.join(SIZES)}")
-    return replace(VideoSettings(), **SIZES[size], **{k: v for k, v in overrides.items() if v is not None})
-
-
-def person_height(y: float | np.ndarray, frame_height: int) -> float | np.ndarray:
-    """Body height in pixels of someone whose soles are at row `y`: nearer (lower) is taller."""
-    return frame_height * (0.25 + 0.6 * (np.asarray(y) / frame_height - 0.62))
+    return replace(VideoSettings(), **{**SIZES[size], **{k: v for k, v in overrides.items() if v is not None}})
 
 
 def generate_sequences(out_dir: str | Path, settings: VideoSettings | None = None, *, seed: int = 0,
@@ -97,8 +100,7 @@ def generate_sequences(out_dir: str | Path, settings: VideoSettings | None = Non
     folders = [out / f"{scene}-c{camera}" for camera in range(1, s.cameras + 1)]
     _check_out_dir(out, folders, s)
     start = time.perf_counter()
-    people = {pid: sample_person(np.random.default_rng([seed, _SEED_PERSON, pid])) for pid in range(1, s.people + 1)}
-    sprites = SpriteCache(people)
+    sprites = SpriteCache(_people(s, seed))
     sequences, boxes, detections = [], 0, 0
     try:
         with progress_bar("rendering synthetic video", s.cameras * s.frames, enabled=progress, transient=False) as advance:
@@ -128,9 +130,10 @@ def make_detections(gt: np.ndarray, noise: DetectionNoise, rng: np.random.Genera
                     frames: int) -> np.ndarray:
     """det.txt rows (frame, -1, x, y, w, h, score, -1, -1, -1) from gt.txt rows: people at least
     `min_visibility` visible, missed with chance `miss + occluded_miss * (1 - visibility)`, edges jittered;
-    plus Poisson(`false_positives`) person-sized boxes per frame at random places, with lower scores."""
+    plus Poisson(`false_positives`) person-sized boxes per frame at random places, with lower scores.
+    Misses and scores go by the lowest visibility of the person within `near` frames."""
     gt = np.asarray(gt, dtype=np.float64).reshape(-1, 9)
-    vis = gt[:, 8]
+    vis = _lowest_nearby(gt, noise.near)
     kept = (vis >= noise.min_visibility) & (rng.random(len(gt)) >= noise.miss + noise.occluded_miss * (1 - vis))
     g = gt[kept]
     w, h = g[:, 4], g[:, 5]
@@ -138,7 +141,7 @@ def make_detections(gt: np.ndarray, noise: DetectionNoise, rng: np.random.Genera
     edges += rng.normal(0, noise.jitter, edges.shape) * np.stack([w, h, w, h], axis=1)
     edges = np.clip(edges, 0, [width, height, width, height])
     edges[:, 2:] = np.maximum(edges[:, 2:], edges[:, :2] + 2)
-    score = np.clip(0.92 - 0.45 * (1 - g[:, 8]) + rng.normal(0, 0.04, len(g)), 0.05, 1.0)
+    score = np.clip(0.92 - 0.45 * (1 - vis[kept]) + rng.normal(0, 0.04, len(g)), 0.05, 1.0)
     true = _det_rows(g[:, 0], edges, score)
     counts = rng.poisson(noise.false_positives, frames)
     fp_frames = np.repeat(np.arange(1, frames + 1), counts)
@@ -157,11 +160,12 @@ def make_detections(gt: np.ndarray, noise: DetectionNoise, rng: np.random.Genera
 
 def _render_camera(sequence: MotSequence, s: VideoSettings, seed: int, sprites: SpriteCache, advance) -> np.ndarray:
     camera = sequence.camera
-    plan_rng = np.random.default_rng([seed, _SEED_PLAN, camera])
-    pids = [pid for pid in range(1, s.people + 1) if plan_rng.random() < _IN_VIEW] or [1]
-    plans = {pid: _plan_visits(plan_rng, s) for pid in pids}
     look_rng = np.random.default_rng([seed, _SEED_CAMERA, camera])
     look, noise = _camera_look(look_rng, s, (seed + camera) % SCENES)
+    plan_rng = np.random.default_rng([seed, _SEED_PLAN, camera])
+    pids = [pid for pid in range(1, s.people + 1) if plan_rng.random() < _IN_VIEW] or [1]
+    stage = Stage(s.width, s.height, s.frames, s.fps, s.gap, s.every, look.pillar[:2] if look.pillar else None)
+    plans = plan_camera(plan_rng, stage, pids)
     frame_rng = np.random.default_rng([seed, _SEED_FRAME, camera])
     (sequence.root / sequence.image_dir).mkdir(parents=True, exist_ok=True)
     rows = []
@@ -175,41 +179,17 @@ def _render_camera(sequence: MotSequence, s: VideoSettings, seed: int, sprites: 
     return np.asarray(rows, dtype=np.float64).reshape(-1, 9)
 
 
-def _plan_visits(rng: np.random.Generator, s: VideoSettings) -> np.ndarray:
-    """(frames, 5): soles x, y, view (0 side, 1 front, 2 back), facing, walking phase; NaN when away."""
-    out = np.full((s.frames, 5), np.nan)
-    t = int(rng.integers(0, max(1, s.frames // 3)))
-    while t < s.frames:
-        visit = _visit(rng, s)
-        n = min(len(visit), s.frames - t)
-        out[t:t + n] = visit[:n]
-        t += len(visit) + int(rng.integers(s.gap[0], s.gap[1] + 1))
-    return out
-
-
-def _visit(rng: np.random.Generator, s: VideoSettings) -> np.ndarray:
-    """In from one side, then: across and out (45%), to a spot, a pause and back out (30%), or to a spot,
-    a long pause and on across (25%)."""
-    width, height = s.width, s.height
-    d = int(rng.choice([-1, 1]))  # walking direction: +1 enters on the left
-    x = -_EDGE * width if d == 1 else (1 + _EDGE) * width
-    lane = _LANES[int(rng.integers(len(_LANES)))] * height + rng.normal(0, 0.012 * height)
-    slope, speed = rng.uniform(-0.05, 0.05), rng.uniform(0.005, 0.009) * width
-    kind = int(rng.choice(3, p=[0.45, 0.3, 0.25]))
-    spot = rng.uniform(0.25, 0.75) * width
-    rows, phase = [], float(rng.random())
-    paused = kind == 0
-    while -_EDGE * width <= x <= (1 + _EDGE) * width or not rows:
-        y = lane + slope * (x - width / 2)
-        if not paused and (x - spot) * d >= 0:  # reached the spot: stand facing the camera or away
-            view = 1 + int(rng.random() < 0.3)
-            rows += [[x, y, view, d, 0.0]] * int(rng.integers(8, 26) if kind == 1 else rng.integers(20, 51))
-            d, paused = (-d if kind == 1 else d), True
-            continue
-        rows.append([x, y, 0, d, phase])
-        x += d * speed
-        phase += speed / (0.7 * person_height(y, height))
-    return np.asarray(rows)
+def _people(s: VideoSettings, seed: int) -> dict:
+    """The scene's people; about `lookalikes` of them (not the first) wear the outfit of one drawn before them."""
+    people = {pid: sample_person(np.random.default_rng([seed, _SEED_PERSON, pid])) for pid in range(1, s.people + 1)}
+    rng = np.random.default_rng([seed, _SEED_OUTFIT])
+    for pid in range(2, s.people + 1):
+        if rng.random() < s.lookalikes:
+            other = people[int(rng.integers(1, pid))]
+            me = people[pid]
+            codes = {**me.attributes, **{k: other.attributes[k] for k in _OUTFIT_CODES if k in other.attributes}}
+            people[pid] = replace(me, attributes=codes, **{k: getattr(other, k) for k in _OUTFIT})
+    return people
 
 
 def _placement(pid: int, step: np.ndarray, s: VideoSettings) -> Placement:
@@ -221,10 +201,8 @@ def _placement(pid: int, step: np.ndarray, s: VideoSettings) -> Placement:
 def _camera_look(rng: np.random.Generator, s: VideoSettings, scene: int) -> tuple[CameraLook, np.ndarray]:
     cam = sample_camera(rng, scene)  # the synthetic Market camera: its scene texture, colour cast, brightness
     gain = cam.gain * np.exp(rng.normal(0, 0.08, 3))
-    pillar = None
-    if rng.random() < 0.7:  # a pillar or a lamp post in front of everyone
-        x0 = int(rng.uniform(0.3, 0.7) * s.width)
-        pillar = (x0, x0 + max(4, int(0.035 * s.width)), tuple(int(c) for c in rng.integers(50, 180, 3)))
+    x0 = int(rng.uniform(0.3, 0.62) * s.width)  # an advertising column in front of everyone, wide enough to hide
+    pillar = (x0, x0 + max(4, int(rng.uniform(0.07, 0.1) * s.width)), tuple(int(c) for c in rng.integers(50, 180, 3)))
     look = CameraLook(
         background=cam.background.resize((s.width, s.height), Image.BICUBIC),
         gain=(gain / gain.mean() * cam.brightness).astype(np.float32),
@@ -234,6 +212,18 @@ def _camera_look(rng: np.random.Generator, s: VideoSettings, scene: int) -> tupl
     )
     noise = rng.normal(0, rng.uniform(2, 6), (s.height + 16, s.width + 16, 3)).astype(np.float32)
     return look, noise
+
+
+def _lowest_nearby(gt: np.ndarray, near: int) -> np.ndarray:
+    """Per gt row, the lowest visibility of the same id within `near` frames (frames it is in view)."""
+    key = gt[:, 1] * (gt[:, 0].max(initial=0) + 2 * near + 2) + gt[:, 0]  # id and frame in one number
+    order = np.argsort(key, kind="stable")
+    keys, vis = key[order], gt[order, 8]
+    lowest = gt[:, 8].copy()
+    for k in range(-near, near + 1):
+        at = np.minimum(np.searchsorted(keys, key + k), len(keys) - 1)
+        lowest = np.where(keys[at] == key + k, np.minimum(lowest, vis[at]), lowest)
+    return lowest
 
 
 def _det_rows(frames: np.ndarray, edges: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -252,8 +242,12 @@ def _check_settings(s: VideoSettings, seed: int) -> None:
     for name in ("miss", "occluded_miss", "min_visibility"):
         if not 0 <= getattr(n, name) <= 1:
             raise DataError(f"detection noise {name} must be between 0 and 1, got {getattr(n, name)}")
-    if n.jitter < 0 or n.false_positives < 0:
-        raise DataError(f"detection noise jitter and false_positives must be >= 0, got {n.jitter}, {n.false_positives}")
+    if n.jitter < 0 or n.false_positives < 0 or n.near < 0:
+        raise DataError(f"detection noise jitter, false_positives and near must be >= 0, got {n.jitter}, "
+                        f"{n.false_positives}, {n.near}")
+    if not 0 <= s.lookalikes <= 1 or not 0 <= s.every[0] <= s.every[1] or not 0 <= s.gap[0] <= s.gap[1] or s.fps < 1:
+        raise DataError(f"video settings: lookalikes must be between 0 and 1 (got {s.lookalikes}), fps at least 1 "
+                        f"(got {s.fps}), every and gap (low, high) in seconds (got {s.every}, {s.gap})")
 
 
 def _check_out_dir(out: Path, folders: list[Path], s: VideoSettings) -> None:
