@@ -67,7 +67,7 @@ def synth_video(
     seed: Annotated[int, typer.Option(parser=whole_option("--seed", low=0, high=MAX_SEED), help="Same seed, same frames and detections.")] = 0,
     cameras: Annotated[int, typer.Option(parser=whole_option("--cameras", low=1, high=9), help="Cameras looking at the same scene (people shared).")] = 2,
     frames: Annotated[Optional[int], typer.Option(parser=whole_option("--frames", low=10, high=100_000), help="Frames per camera. Default: 300 (small), 1500 (large).")] = None,
-    people: Annotated[Optional[int], typer.Option(parser=whole_option("--people", low=1, high=999), help="Identities in the scene. Default: 10 (small), 24 (large).")] = None,
+    people: Annotated[Optional[int], typer.Option(parser=whole_option("--people", low=1, high=999), help="Identities in the scene. Default: 12 (small), 24 (large).")] = None,
     size: Annotated[str, typer.Option(help="small (640x360, the benchmark default) or large (1280x720).")] = "small",
     quiet: Quiet = False,
 ) -> None:
@@ -87,7 +87,8 @@ def track_bench(
     tracker: Annotated[str, typer.Option(help="Comma-separated boxmot trackers: botsort, deepocsort, strongsort.")] = "botsort,deepocsort",
     det: Annotated[Optional[str], typer.Option(help="Detections per sequence: a path relative to each sequence folder, or with {seq} for its name. Default: det/det.txt.")] = None,
     sequences: Annotated[str, typer.Option(help="Only sequences whose name matches this pattern, e.g. '*FRCNN'.")] = "*",
-    handover_threshold: Annotated[float, typer.Option(parser=number_option("--handover-threshold", high=2), help="Cross-camera hand-over: largest cosine distance between a tracklet and an identity.")] = 0.5,
+    handover_threshold: Annotated[Optional[float], typer.Option(parser=number_option("--handover-threshold", high=2), help="Cross-camera hand-over: largest average cosine distance at which tracklets join. Default: chosen per row on --tune-data.")] = None,
+    tune_data: Annotated[Optional[Path], typer.Option(help="Sequences of another seed (synth-video --seed 1) on which each row's hand-over threshold is chosen; never the --data ones.")] = None,
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help=f"Report folder. Default: {RUNS_DIR}/track-bench-<time>.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace the report of an earlier run in --out.")] = False,
     quiet: Quiet = False,
@@ -102,7 +103,7 @@ def track_bench(
 
     settings = TrackBenchSettings(trackers=tuple(check_trackers([t.strip() for t in tracker.split(",") if t.strip()])),
                                   det_file=det, sequences=sequences, handover_threshold=handover_threshold,
-                                  progress=not quiet)
+                                  tune_data=None if tune_data is None else str(tune_data), progress=not quiet)
     specs = [ModelSpec(*parse_model_spec(spec)) for spec in model or []]
     out = Path(out or _timestamped("track-bench"))
     if (out / "report.json").exists() and not overwrite:
@@ -183,7 +184,7 @@ def onnx(
     quiet: Quiet = False,
 ) -> None:
     """Export to ONNX (dynamic batch, contract in the metadata), then check parity against PyTorch."""
-    from .export.run import export_model  # lazy: torch, so that --help stays fast
+    from .verified.run import export_model  # lazy: torch, so that --help stays fast
 
     search = None if max_map_drop is None else Int8Search(max_map_drop=max_map_drop, max_steps=int8_max_steps,
                                                           layers_per_step=int8_layers_per_step)
@@ -192,7 +193,8 @@ def onnx(
                             exporter=exporter, overwrite=overwrite, min_cosine=min_cosine, keep_failed=keep_failed,
                             int8=Int8Settings(method=calib_method, num_images=calib_images, activations=int8_activations))
     if model_factory is not None:
-        from .export.factory import ModelFactory, export_factory  # lazy: torch
+        from .export.factory import ModelFactory  # lazy: torch
+        from .verified.factory import export_factory  # lazy: torch
 
         if artefact is not None:
             raise ReidExportError(f"give either ARTEFACT ({artefact}) or --model-factory ({model_factory}), not both")
@@ -301,7 +303,8 @@ def aot(
 ) -> None:
     """AOTInductor package (.pt2): torch.export with a dynamic batch, compiled ahead of time with the contract in
     its metadata, then parity against PyTorch. Bench it as torch-aot=NAME.pt2 (or just NAME.pt2)."""
-    from .export.aot import MAX_BATCH, export_aot  # lazy: torch
+    from .export.aot import MAX_BATCH  # lazy: torch
+    from .verified.aot import export_aot  # lazy: torch
 
     typer.echo(f"compiling {checkpoint} with AOTInductor (a few minutes on a 2-core CPU)")
     result = export_aot(checkpoint, out, embedding=embedding, with_attributes=with_attributes, l2_normalize=l2_normalize,
@@ -318,6 +321,83 @@ def aot(
         raise typer.Exit(1)
 
 
+# -- edge exports (ExecuTorch, LiteRT, Core ML): options shared by `executorch` and `litert` ---------------------
+EdgeCheckpoint = Annotated[Path, typer.Argument(help="reid-export checkpoint (.pt) or backbone state dict (.pth), loaded as for `reid-export onnx`.")]
+EdgeInt8 = Annotated[bool, typer.Option("--int8", help="Static INT8 (PT2E quantiser), calibrated on --calib-data's training images; kept only if it holds the INT8 parity bar.")]
+EdgeCalibData = Annotated[Optional[Path], typer.Option(help="--int8: Market-1501 folder; only bounding_box_train/ is used.")]
+EdgeCalibImages = Annotated[int, typer.Option(parser=whole_option("--calib-images"), help="--int8: number of training images to calibrate on.")]
+EdgeData = Annotated[Optional[Path], typer.Option(help="Market-1501 folder whose images feed the parity check (default: random tensors).")]
+EdgeEmbedding = Annotated[str, typer.Option(help="neck | pooled | auto (the checkpoint's choice, made on held-out training ids).")]
+EdgeAttributes = Annotated[Optional[bool], typer.Option("--with-attributes/--no-attributes", help="Also output the attribute probabilities (N x 30). Default: when the model has attribute heads.")]
+EdgeMinCosine = Annotated[Optional[float], typer.Option(parser=number_option("--min-cosine", low=-1, high=1), help=f"Parity threshold against eager PyTorch; default {DEFAULT_MIN_COSINE['fp32']} fp32, {DEFAULT_MIN_COSINE['int8']} int8.")]
+EdgeKeepFailed = Annotated[bool, typer.Option(help="Keep an export that fails parity, as NAME.failed.<suffix> (default: delete it).")]
+EdgeOverwrite = Annotated[bool, typer.Option(help="Replace an existing file of the same kind.")]
+
+
+@app.command()
+def executorch(
+    checkpoint: EdgeCheckpoint,
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help=f"Program to write (.pte). Default: {ENGINES_DIR}/<name>[.int8].pte.")] = None,
+    int8: EdgeInt8 = False, calib_data: EdgeCalibData = None, calib_images: EdgeCalibImages = _INT8.num_images,
+    data: EdgeData = None, embedding: EdgeEmbedding = "auto", with_attributes: EdgeAttributes = None,
+    min_cosine: EdgeMinCosine = None, keep_failed: EdgeKeepFailed = False, overwrite: EdgeOverwrite = False,
+    quiet: Quiet = False,
+) -> None:
+    """ExecuTorch program (.pte, XNNPACK delegate) with the contract in its `reid_export_metadata` method, then parity
+    against PyTorch on the executorch runtime. Bench it as executorch=NAME.pte (or just NAME.pte)."""
+    _edge_export("executorch", checkpoint, out, int8=int8, calib_data=calib_data, calib_images=calib_images, data=data,
+                 embedding=embedding, with_attributes=with_attributes, min_cosine=min_cosine, keep_failed=keep_failed,
+                 overwrite=overwrite, quiet=quiet)
+
+
+@app.command()
+def litert(
+    checkpoint: EdgeCheckpoint,
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help=f"Model to write (.tflite). Default: {ENGINES_DIR}/<name>[.int8].tflite.")] = None,
+    int8: EdgeInt8 = False, calib_data: EdgeCalibData = None, calib_images: EdgeCalibImages = _INT8.num_images,
+    data: EdgeData = None, embedding: EdgeEmbedding = "auto", with_attributes: EdgeAttributes = None,
+    min_cosine: EdgeMinCosine = None, keep_failed: EdgeKeepFailed = False, overwrite: EdgeOverwrite = False,
+    quiet: Quiet = False,
+) -> None:
+    """LiteRT model (.tflite, litert-torch) with the contract in the flatbuffer's metadata, then parity against
+    PyTorch on the litert runtime (an INT8 model's int8 input is quantised by it). Bench it as litert=NAME.tflite."""
+    _edge_export("litert", checkpoint, out, int8=int8, calib_data=calib_data, calib_images=calib_images, data=data,
+                 embedding=embedding, with_attributes=with_attributes, min_cosine=min_cosine, keep_failed=keep_failed,
+                 overwrite=overwrite, quiet=quiet)
+
+
+@app.command()
+def coreml(
+    checkpoint: EdgeCheckpoint,
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help=f"Package to write (.mlpackage, a folder). Default: {ENGINES_DIR}/<name>.mlpackage.")] = None,
+    embedding: EdgeEmbedding = "auto", with_attributes: EdgeAttributes = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing Core ML package.")] = False,
+) -> None:
+    """Core ML package (.mlpackage, FP32 ML program, batch 1-256) with the contract in its user_defined_metadata, then
+    a spec check of the saved package. Core ML runs only on macOS/iOS: it is converted here, never run."""
+    from .export.coreml import export_coreml  # lazy: torch, coremltools
+
+    result = export_coreml(checkpoint, out, embedding=embedding, with_attributes=with_attributes, overwrite=overwrite,
+                           log=typer.echo)
+    typer.echo(result.summary())
+
+
+def _edge_export(fmt: str, checkpoint: Path, out: Path | None, *, calib_images: int, quiet: bool, **options) -> None:
+    """`executorch` and `litert`: export, parity on the format's runtime, exit 1 when it fails."""
+    from .verified.edge import export_edge  # lazy: torch and the converter
+
+    typer.echo(f"converting {checkpoint} to {fmt} (a minute or two on a 2-core CPU)")
+    result = export_edge(fmt, checkpoint, out, int8_settings=Int8Settings(num_images=calib_images),
+                         progress=not quiet, log=typer.echo, **options)
+    if result.parity.passed:
+        typer.echo(result.summary())
+    typer.echo(result.parity.summary())
+    if not result.parity.passed:
+        bar = "the INT8 accuracy bar, so no INT8 file is kept" if result.precision == "int8" else "the parity bar"
+        typer.echo(f"error: {result.parity.failure()}; the {fmt} export misses {bar}", err=True)
+        raise typer.Exit(1)
+
+
 @app.command("openvino")
 def openvino_ir(
     artefact: Annotated[Path, typer.Argument(help="ONNX file written by `reid-export onnx` (fp32 or int8 Q/DQ), or a checkpoint (.pt).")],
@@ -331,7 +411,7 @@ def openvino_ir(
     quiet: Quiet = False,
 ) -> None:
     """Convert to OpenVINO IR with the contract and precision in its rt_info; parity against ONNX Runtime."""
-    from .export.openvino import export_openvino  # lazy: openvino
+    from .verified.openvino import export_openvino  # lazy: openvino
 
     result = export_openvino(artefact, out, nncf_int8=nncf_int8, calib_data=calib_data, calib_images=calib_images,
                              data=data, min_cosine=min_cosine, overwrite=overwrite, progress=not quiet)
@@ -340,7 +420,7 @@ def openvino_ir(
 
 @app.command()
 def inspect(
-    artefact: Annotated[Path, typer.Argument(help="ONNX file (.onnx), OpenVINO IR (.xml), TensorRT engine (.engine/.plan, read from its sidecar) or checkpoint (.pt/.pth).")],
+    artefact: Annotated[Path, typer.Argument(help="ONNX file (.onnx), OpenVINO IR (.xml), TensorRT engine (.engine/.plan, read from its sidecar), AOTInductor package (.pt2), ExecuTorch program (.pte), LiteRT model (.tflite), Core ML package (.mlpackage) or checkpoint (.pt/.pth).")],
     json_: Annotated[bool, typer.Option("--json", help="Print everything as one JSON object instead of the table.")] = False,
 ) -> None:
     """Say what an artefact is: kind, contract, precision, arch, embedding size, outputs, sha256, provenance."""
@@ -421,7 +501,7 @@ def bench(
     from .bench.report import compare_reports, print_comparison, print_table, write_report  # lazy: kept out of --help
     from .bench.run import (ModelSpec, check_gates, check_report_dir, row_outcomes,  # lazy: kept out of --help
                             run_bench, with_embeddings)
-    from .export.factory import parse_model_or_factory  # lazy: torch (factory=package.module:function specs)
+    from .verified.factory import parse_model_or_factory  # lazy: torch (factory=package.module:function specs)
 
     if ov_hint not in ("latency", "throughput"):
         raise ReidExportError(f"--ov-hint takes latency or throughput, got {ov_hint!r}")
@@ -504,6 +584,9 @@ def predict(
 
 index_app = typer.Typer(no_args_is_help=True, help="Build and change a gallery for `reid-export serve`.")
 AllowDuplicates = Annotated[bool, typer.Option("--allow-duplicates", help="Also add images whose bytes are already in the gallery (default: skip and count them).")]
+IndexEngine = Annotated[str, typer.Option(help="What decodes and embeds: local (this process) | ray (a Ray Data actor pool; needs the ray extra). Writes stay in this process either way.")]
+RayAddress = Annotated[Optional[str], typer.Option(help="--engine ray: a running Ray cluster to join (HOST:6379, ray://HOST:10001); default: a local Ray on this machine's cores.")]
+RayActors = Annotated[int, typer.Option(parser=whole_option("--actors", low=0, high=100000), help="--engine ray: embedding actors, one runtime of one thread each (0: one per CPU of the cluster).")]
 app.add_typer(index_app, name="index")
 
 
@@ -515,14 +598,18 @@ def index_build(
     batch_size: Annotated[int, typer.Option(parser=whole_option("--batch-size"), help="Images per runtime call.")] = 64,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing gallery folder (only a gallery: never another folder, nor one holding --data or --model).")] = False,
     allow_duplicates: AllowDuplicates = False,
+    engine: IndexEngine = "local",
+    address: RayAddress = None,
+    actors: RayActors = 0,
     quiet: Quiet = False,
 ) -> None:
     """Embed every image of a folder into a new gallery: embeddings, crops, pid/camera, attributes, model sha256.
     Unreadable images and duplicates are skipped and counted."""
     from .serve.indexing import build_gallery  # lazy: serve package (kept out of --help)
 
-    out = build_gallery(data, model, out, overwrite=overwrite, batch_size=batch_size, allow_duplicates=allow_duplicates,
-                        progress=not quiet, log=typer.echo)
+    with _index_engine(engine, address, actors) as chosen:
+        out = build_gallery(data, model, out, overwrite=overwrite, batch_size=batch_size,
+                            allow_duplicates=allow_duplicates, engine=chosen, progress=not quiet, log=typer.echo)
     typer.echo(f"wrote gallery {out}")
 
 
@@ -534,14 +621,41 @@ def index_add(
     batch_size: Annotated[int, typer.Option(parser=whole_option("--batch-size"), help="Images per runtime call.")] = 64,
     commit_every: Annotated[int, typer.Option(parser=whole_option("--commit-every"), help="Images per gallery commit (a killed add loses at most one commit).")] = 256,
     allow_duplicates: AllowDuplicates = False,
+    engine: IndexEngine = "local",
+    address: RayAddress = None,
+    actors: RayActors = 0,
     quiet: Quiet = False,
 ) -> None:
     """Add images to a gallery (refused if the model is not the one it was built with). Images already in it
     (same bytes) and unreadable ones are skipped and counted, so the same add run again adds only what is missing."""
     from .serve.indexing import add_to_gallery  # lazy: serve package (kept out of --help)
 
-    add_to_gallery(gallery, model, images, batch_size=batch_size, commit_every=commit_every,
-                   allow_duplicates=allow_duplicates, progress=not quiet, log=typer.echo)
+    with _index_engine(engine, address, actors) as chosen:
+        add_to_gallery(gallery, model, images, batch_size=batch_size, commit_every=commit_every,
+                       allow_duplicates=allow_duplicates, engine=chosen, progress=not quiet, log=typer.echo)
+
+
+@index_app.command("migrate")
+def index_migrate(
+    gallery: Annotated[Path, typer.Argument(help="Gallery folder to move to the new model (only read).")],
+    model: Annotated[str, typer.Option(help="PATH or RUNTIME=PATH: the new model every stored crop is embedded with.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="New gallery folder to write (atomically).")],
+    batch_size: Annotated[int, typer.Option(parser=whole_option("--batch-size"), help="Images per runtime call.")] = 64,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing gallery folder at -o (never GALLERY itself).")] = False,
+    engine: IndexEngine = "local",
+    address: RayAddress = None,
+    actors: RayActors = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Re-embed every stored crop of a gallery with a new model into a new gallery: ids, sources, pid/camera and
+    times kept, lineage (old gallery and model) recorded. GALLERY is left as it is."""
+    from .serve.migrate import migrate_gallery  # lazy: serve package (kept out of --help)
+
+    with _index_engine(engine, address, actors) as chosen:
+        out = migrate_gallery(gallery, model, out, overwrite=overwrite, batch_size=batch_size, engine=chosen,
+                              progress=not quiet, log=typer.echo)
+    typer.echo(f"wrote gallery {out}")
+
 
 
 @index_app.command("remove")
@@ -558,8 +672,11 @@ def index_remove(
 
 @app.command()
 def serve(
-    model: Annotated[str, typer.Option(help=f"PATH or RUNTIME=PATH; runtimes: {_RUNTIMES}.")],
     gallery: Annotated[Path, typer.Option(help="Gallery folder built with the same model (`reid-export index build`).")],
+    model: Annotated[Optional[str], typer.Option(help=f"PATH or RUNTIME=PATH; runtimes: {_RUNTIMES}. Or --from-report.")] = None,
+    from_report: Annotated[Optional[Path], typer.Option(help="A bench report.json: serve its fastest ok row (img/s at its largest batch) within the accuracy drops, on that row's runtime (instead of --model).")] = None,
+    max_map_drop: Annotated[Optional[float], typer.Option(parser=number_option("--max-map-drop", high=100), help="--from-report: mAP points a row may lose against the report's reference row (default 0.5 when no drop is given).")] = None,
+    max_rank1_drop: Annotated[Optional[float], typer.Option(parser=number_option("--max-rank1-drop", high=100), help="--from-report: Rank-1 points a row may lose against the report's reference row.")] = None,
     host: Annotated[str, typer.Option(help="Address to bind; anything but loopback needs a token (--token-file).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(parser=whole_option("--port", low=0, high=65535), help="TCP port (0: any free one).")] = 8000,
     token: Annotated[Optional[str], typer.Option(help="Require 'Authorization: Bearer TOKEN'; other users see it in the process list: prefer --token-file or $REID_EXPORT_TOKEN.")] = None,
@@ -572,7 +689,7 @@ def serve(
     max_batch: Annotated[int, typer.Option(parser=whole_option("--max-batch"), help="Dynamic batching: images per coalesced runtime call.")] = 32,
     max_delay_ms: Annotated[float, typer.Option(parser=number_option("--max-delay-ms", high=60000), help="Dynamic batching: how long a request waits for others to join.")] = 5.0,
     batching: Annotated[bool, typer.Option(help="Coalesce concurrent requests (--no-batching: one runtime call per request).")] = True,
-    instances: Annotated[int, typer.Option(parser=whole_option("--instances", low=0, high=1024), help="Model instances under load, as Triton's instance_group: 0 = one one-thread ONNX Runtime session per core (a lone request still runs on all cores); 1 = one all-core instance.")] = 0,
+    instances: Annotated[int, typer.Option(parser=whole_option("--instances", low=0, high=1024), help="Model instances under load, as Triton's instance_group: 0 = one one-thread instance per core for ONNX Runtime and OpenVINO (a lone request still runs on all cores), else 1; 1 = one all-core instance.")] = 0,
     max_upload_mb: Annotated[float, typer.Option(parser=number_option("--max-upload-mb", above=True, high=100000), help="Largest accepted image file, in MB.")] = 10.0,
     store: Annotated[str, typer.Option(help="Vector store: embedded | milvus.")] = "embedded",
     milvus_uri: Annotated[Optional[str], typer.Option(help="Milvus: http://HOST:19530, or a milvus-lite .db file (default GALLERY/milvus.db).")] = None,
@@ -587,6 +704,7 @@ def serve(
     if token:
         typer.echo("warning: --token is visible to other users of this machine in the process list (ps); "
                    "use --token-file PATH (chmod 600) or $REID_EXPORT_TOKEN", err=True)
+    model = _served_model(model, from_report, max_map_drop, max_rank1_drop)
     settings = ServeSettings(model=model, gallery=gallery, host=host, port=port, token=token, token_file=token_file,
                              store=store, milvus_uri=milvus_uri,
                              limits=UploadLimits(max_bytes=int(max_upload_mb * 1024 * 1024)),
@@ -652,6 +770,27 @@ def _quiet_libraries() -> None:
     logging.getLogger().setLevel(logging.ERROR)
 
 
+def _served_model(model: str | None, report: Path | None, max_map_drop: float | None,
+                  max_rank1_drop: float | None) -> str:
+    """serve's --model, or the row --from-report picks (its start-up line printed)."""
+    if report is None:
+        if max_map_drop is not None or max_rank1_drop is not None:
+            raise ReidExportError("--max-map-drop / --max-rank1-drop choose a row of --from-report REPORT.json; "
+                                  "without a report there is nothing to choose: drop them or add --from-report")
+        if model is None:
+            raise ReidExportError("missing the model to serve: --model PATH (or RUNTIME=PATH), or --from-report "
+                                  "REPORT.json to serve the fastest row of a bench report within the accuracy drops")
+        return model
+    if model is not None:
+        raise ReidExportError(f"--from-report and --model both given: the report picks the model and its runtime "
+                              f"(the RUNTIME= of --model {model}); give one of them")
+    from .serve.from_report import pick_from_report  # lazy: serve package (kept out of --help)
+
+    pick = pick_from_report(report, max_map_drop=max_map_drop, max_rank1_drop=max_rank1_drop)
+    typer.echo(pick.line())
+    return pick.model
+
+
 def _read_report(path: Path) -> dict:
     import json
 
@@ -691,6 +830,20 @@ def _out(out: Path | None, old: Path | None, *, required: bool = False) -> Path 
         raise ReidExportError("missing option -o/--out: the folder to write into")
     return out
 
+
+def _index_engine(engine: str, address: str | None, actors: int):
+    """--engine local: None (the library's default), in a null context; --engine ray: a `RayEngine` to enter."""
+    import contextlib  # lazy: as the other imports here, kept out of the start-up of every command
+
+    if engine == "local":
+        if address is not None or actors:
+            raise ReidExportError("--address and --actors are for --engine ray; add --engine ray, or drop them")
+        return contextlib.nullcontext(None)
+    if engine == "ray":
+        from .serve.ray_index import RayEngine, RaySettings  # lazy: serve package (Ray itself starts on enter)
+
+        return RayEngine(RaySettings(address=address, actors=actors))
+    raise ReidExportError(f"--engine {engine!r}: choose local or ray")
 
 if __name__ == "__main__":
     main()

@@ -3,9 +3,10 @@
 Names: `torch`, `torch-cuda`, `torch-cuda-fp16`, `onnxruntime`, `onnxruntime-cuda`, `onnxruntime-trt`,
 `tensorrt`, `torch-bf16` (CPU autocast + channels_last), `torch-compile` (torch.compile, inductor, frozen
 weights), `torch-aot` (an AOTInductor package, .pt2), `openvino` (FP32 forced), `openvino-bf16`,
-`triton` (a running Triton server). A model spec on the command line is
+`triton` (a running Triton server), `executorch` (an ExecuTorch program, .pte, XNNPACK), `litert` (a
+LiteRT model, .tflite). A model spec on the command line is
 `PATH` (the runtime follows from the file type), `NAME=PATH`, or `triton=http://HOST:PORT/NAME`
-(`factory=package.module:function[@weights]`, a user's module, is read by `export.factory` for the bench).
+(`factory=package.module:function[@weights]`, a user's module, is read by `verified.factory` for the bench).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class RuntimeSpec:
 _TORCH, _ORT, _OV = "reid_export.runtimes.torch", "reid_export.runtimes.onnxruntime", "reid_export.runtimes.openvino"
 _CHECKPOINT, _ONNX, _ANY = (".pt", ".pth"), (".onnx",), ("fp32", "fp16", "int8")
 _ORT_OPTIONS = ("threads", "spinning")
+_OV_OPTIONS = ("hint", "threads", "pinning")
 
 # name -> what it is; a file type runs by default on the first runtime here that takes it (default_runtime_for)
 RUNTIMES: dict[str, RuntimeSpec] = {
@@ -67,11 +69,16 @@ RUNTIMES: dict[str, RuntimeSpec] = {
     "torch-aot": RuntimeSpec("reid_export.runtimes.torch_aot", "TorchAotRuntime", "cpu", ("fp32",), (".pt2",),
                              {"device": "cpu"}),
     "openvino": RuntimeSpec(_OV, "OpenVinoRuntime", "cpu", ("fp32", "int8"), (".xml", ".onnx"),
-                            {"device": "cpu", "inference_precision": "fp32"}, options=("hint", "threads")),
+                            {"device": "cpu", "inference_precision": "fp32"}, options=_OV_OPTIONS, lanes=True),
     "openvino-bf16": RuntimeSpec(_OV, "OpenVinoRuntime", "cpu", ("bf16", "int8"), (".xml", ".onnx"),
-                                 {"device": "cpu", "inference_precision": "bf16"}, options=("hint", "threads")),
+                                 {"device": "cpu", "inference_precision": "bf16"}, options=_OV_OPTIONS, lanes=True),
     "triton": RuntimeSpec("reid_export.runtimes.triton", "TritonRuntime", "server", _ANY, (), options=("timeout_s",),
                           needs_server=True),  # artefact: http://HOST:PORT/NAME, not a file
+    # edge runtimes (the `edge` extra), on the CPU through XNNPACK as on a phone
+    "executorch": RuntimeSpec("reid_export.runtimes.executorch", "ExecuTorchRuntime", "cpu", ("fp32", "int8"),
+                              (".pte",), {"device": "cpu"}),
+    "litert": RuntimeSpec("reid_export.runtimes.litert", "LiteRtRuntime", "cpu", ("fp32", "int8"), (".tflite",),
+                          {"device": "cpu"}, options=("threads",)),
 }
 
 
@@ -115,7 +122,7 @@ def parse_model_spec(spec: str) -> tuple[str, Path | TritonAddress]:
     name, sep, path = spec.partition("=")
     if sep and name in RUNTIMES and RUNTIMES[name].needs_server:
         return name, TritonAddress.parse(path)
-    if sep and name == "factory":  # built by export.factory, above this layer
+    if sep and name == "factory":  # built by verified.factory, above this layer
         raise ReidExportError(f"--model {spec}: a factory=package.module:function spec is read by `reid-export bench`; "
                               "elsewhere export it first with `reid-export onnx --model-factory ...` and use the ONNX")
     if sep and name not in RUNTIMES and "/" not in name and not Path(spec).exists():

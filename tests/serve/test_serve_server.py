@@ -101,13 +101,14 @@ def test_serve_refuses_a_public_bind_without_a_token_from_the_command_line(tiny_
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model, expected", [
-    ("openvino={onnx}", "more model instances (lanes) are for ONNX Runtime on CPU"),  # --instances 2 on another runtime
+    ("torch={checkpoint}", "more model instances (lanes) are for the CPU runtimes"),  # --instances 2 on torch
     ("{broken}", "re-export it with `reid-export onnx`"),  # a model file that is not an ONNX graph
 ])
-def test_a_refused_start_up_says_why_in_one_line_without_a_traceback(tiny_onnx, gallery, tmp_path, model, expected):
+def test_a_refused_start_up_says_why_in_one_line_without_a_traceback(tiny_onnx, tiny_checkpoint, gallery, tmp_path,
+                                                                     model, expected):
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(tiny_onnx.read_bytes() + b"\0")
-    spec = model.format(onnx=tiny_onnx, broken=broken)
+    spec = model.format(checkpoint=tiny_checkpoint, broken=broken)
     result = subprocess.run([sys.executable, "-m", "reid_export.cli", "serve", "--model", spec, "--gallery",
                              str(gallery), "--instances", "2", "--port", "0"], capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
