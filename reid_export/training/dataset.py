@@ -7,7 +7,9 @@ With attributes, `targets` is an (N, 27) int64 array in the `encode_targets` lay
 (N,) bool array, False for images whose person has no attribute labels (their row is ignored).
 
 Keys are an index, or an `(index, draw)` pair from the samplers in `samplers.py`, where `draw`
-seeds the image's augmentation.
+seeds the image's augmentation. With `cache=True` each image is decoded and resized once
+(`transform.pixels`) and kept in memory; every epoch still augments it afresh. Worker processes each
+keep their own cache, so caching pays most with `num_workers = 0`.
 """
 
 from __future__ import annotations
@@ -32,13 +34,15 @@ class ReidDataset(Dataset):
     ids for query and gallery."""
 
     def __init__(self, samples: Sequence[Sample], labels: Sequence[int], transform: Callable,
-                 attribute_targets: np.ndarray | None = None, attribute_mask: np.ndarray | None = None):
+                 attribute_targets: np.ndarray | None = None, attribute_mask: np.ndarray | None = None, *,
+                 cache: bool = False):
         if len(samples) != len(labels):
             raise DataError(f"ReidDataset needs one label per sample, found {len(samples)} samples and "
                             f"{len(labels)} labels")
         self.samples = list(samples)
         self.labels = [int(label) for label in labels]
         self.transform = transform
+        self._pixels: dict[int, np.ndarray] | None = {} if cache else None  # index -> transform.pixels(image)
         self.attribute_targets = self.attribute_mask = None
         if attribute_targets is not None:
             targets = torch.as_tensor(np.asarray(attribute_targets), dtype=torch.int64)
@@ -57,11 +61,21 @@ class ReidDataset(Dataset):
         index, draw = key if isinstance(key, tuple) else (key, None)
         generator = torch.Generator().manual_seed(draw) if draw is not None else None
         sample = self.samples[index]
-        try:
-            x = self.transform(open_rgb(sample.path), generator)  # the one decode: EXIF, 16-bit, palette
-        except OSError as e:
-            raise DataError(f"cannot read training image {sample.path} ({e}); delete it or re-extract "
-                            "the data set") from e
+        x = self.transform(self._image(index), generator)
         if self.attribute_targets is None:
             return x, self.labels[index], sample.camid
         return x, self.labels[index], sample.camid, self.attribute_targets[index], self.attribute_mask[index]
+
+    def _image(self, index: int):
+        """The decoded image (EXIF, 16-bit, palette handled by `open_rgb`), or its cached pixels."""
+        if self._pixels is not None and index in self._pixels:
+            return self._pixels[index]
+        path = self.samples[index].path
+        try:
+            image = open_rgb(path)  # the one decode
+        except OSError as e:
+            raise DataError(f"cannot read training image {path} ({e}); delete it or re-extract the data set") from e
+        if self._pixels is None:
+            return image
+        self._pixels[index] = self.transform.pixels(image)
+        return self._pixels[index]

@@ -34,13 +34,10 @@ def extract_outputs(model, data_loader, device, *, channels_last: bool = False, 
     """Eval-mode outputs of every image: {"embedding": float32 (N, dim), the one `config.embedding` names,
     "neck" and "pooled" (both candidates), "attributes": float32 (N, 30) logits (attribute models only),
     "pids": (N,), "camids": (N,)}."""
-    from rich import get_console
-
     model.eval()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     outputs: dict[str, list] = {"neck": [], "pooled": [], "attributes": [], "pids": [], "camids": []}
-    live = progress and get_console().is_terminal  # a log file gets no bar
-    with progress_bar("embedding", len(data_loader), enabled=live) as advance:
+    with progress_bar("embedding", len(data_loader), enabled=progress) as advance:  # a log file: plain lines
         for images, pids, camids, *_ in data_loader:
             out = model(images.to(device, memory_format=memory_format))
             outputs["neck"].append(out["embedding"].float().cpu())

@@ -123,7 +123,8 @@ def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False) -> 
         labels = data.labels
         transform = train_transform(config.preprocess, flip=config.flip, pad_crop=config.pad_crop,
                                     random_erasing=config.random_erasing)
-        dataset = ReidDataset(data.train, labels, transform, *(data.attribute_arrays() if config.attributes else ()))
+        dataset = ReidDataset(data.train, labels, transform, *(data.attribute_arrays() if config.attributes else ()),
+                              cache=config.cache_images)
         eval_codes = data.eval_attributes if config.attributes else None
         state = TrainState(model=model, criterion=criterion, optimizer=optimizer, dataset=dataset, labels=labels,
                            scaler=torch.amp.GradScaler("cuda") if amp else None, run=config, device=device, env=env,
@@ -199,7 +200,7 @@ def train_one_epoch(model, criterion, optimizer, lr_scheduler, data_loader, devi
     loss_sum, correct, seen = 0.0, 0, 0
     start = time.perf_counter()
     with progress_bar(f"epoch {epoch + 1}/{total_epochs or '?'}", len(data_loader), enabled=progress,
-                      terminal_only=True, fields={"loss": 0.0, "acc": 0.0, "ips": 0.0},
+                      fields={"loss": 0.0, "acc": 0.0, "ips": 0.0},
                       stats="loss {task.fields[loss]:.3f}  acc {task.fields[acc]:.1f}%  {task.fields[ips]:.0f} img/s",
                       ) as advance:
         for step, (images, labels, _, *attributes) in enumerate(data_loader):
@@ -294,11 +295,15 @@ def _seed_everything(seed: int) -> None:
 
 
 def _optimizer(config: TrainConfig, model) -> torch.optim.Optimizer:
+    """The fused implementation (one kernel over all parameters) where torch has one for the parameters'
+    device: on 2 CPU cores the per-parameter for-loop of Adam took a fifth of a ResNet-18 training step."""
     params = [p for p in model.parameters() if p.requires_grad]
+    fused = {"fused": True} if params and params[0].device.type in ("cpu", "cuda") else {}
     if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                               **fused)
     cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    return cls(params, lr=config.lr, weight_decay=config.weight_decay)
+    return cls(params, lr=config.lr, weight_decay=config.weight_decay, **fused)
 
 
 def _lr_factor_fn(config: TrainConfig, steps_per_epoch: int):

@@ -2,6 +2,7 @@
 
     eval_transform(preprocess)(image)                 # exactly what every runtime does
     train_transform(preprocess, flip=True, ...)(image, generator)
+    transform(transform.pixels(image), generator)     # the same, from pixels decoded and resized earlier
 
 Training images go through the same contract (`Preprocess.image_to_array`: resize, scale, mean/std)
 as evaluation and export; augmentation then works on the normalised tensor, where 0 is the mean
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -30,25 +32,29 @@ _ERASE_TRIES = 10
 
 @dataclass(frozen=True)
 class EvalTransform:
-    """The contract only: PIL image -> float32 tensor (3, height, width)."""
+    """The contract only: PIL image (or its `pixels`) -> float32 tensor (3, height, width)."""
 
     preprocess: Preprocess
 
+    def pixels(self, image) -> np.ndarray:
+        """The image at the contract's size as (height, width, 3) RGB uint8: the part of the contract that
+        does not change from epoch to epoch, so a dataset can keep it (`ReidDataset(cache=True)`)."""
+        return np.asarray(self.preprocess.resize(image.convert("RGB")), dtype=np.uint8)
+
     def __call__(self, image, generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.from_numpy(self.preprocess.image_to_array(image))
+        return _contract_tensor(self.preprocess, image)
 
 
 @dataclass(frozen=True)
-class TrainTransform:
+class TrainTransform(EvalTransform):
     """The contract, then random flip, pad-and-crop and random erasing."""
 
-    preprocess: Preprocess
     flip: bool = True
     pad_crop: bool = True
     random_erasing: bool = True
 
     def __call__(self, image, generator: torch.Generator | None = None) -> torch.Tensor:
-        x = torch.from_numpy(self.preprocess.image_to_array(image))
+        x = _contract_tensor(self.preprocess, image)
         if self.flip and _uniform(generator) < FLIP_P:
             x = x.flip(-1)
         if self.pad_crop:
@@ -68,6 +74,13 @@ def train_transform(preprocess: Preprocess, *, flip: bool = True, pad_crop: bool
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+
+
+def _contract_tensor(preprocess: Preprocess, image) -> torch.Tensor:
+    """A PIL image, or pixels already at the contract's size (`EvalTransform.pixels`), as the model's input."""
+    if isinstance(image, np.ndarray):
+        return torch.from_numpy(preprocess.uint8_to_array(image))
+    return torch.from_numpy(preprocess.image_to_array(image))
 
 
 def _uniform(generator: torch.Generator | None, low: float = 0.0, high: float = 1.0) -> float:
