@@ -44,7 +44,6 @@ def _embedding(server: LiveServer, image) -> list[float]:
 
 def test_a_switch_under_load_drops_no_request_and_then_answers_from_the_new_model(
         gallery, tiny_onnx, second_onnx, token_file, query_image, tmp_path, capsys):
-    migrated = migrate_gallery(gallery, str(second_onnx), tmp_path / "v2", progress=False)
     server = LiveServer(["--model", str(tiny_onnx), "--gallery", str(gallery), "--token-file", str(token_file)],
                         headers=AUTH)
     server.start()
@@ -73,6 +72,9 @@ def test_a_switch_under_load_drops_no_request_and_then_answers_from_the_new_mode
         threads = [threading.Thread(target=search) for _ in range(SEARCHERS)]
         for t in threads:
             t.start()
+        # the migration runs while the server answers from the gallery it reads
+        migrated = migrate_gallery(gallery, str(second_onnx), tmp_path / "v2", progress=False)
+        during_migration = counts["ok"] + counts["failed"]
         answer = httpx.post(server.url + "/v1/admin/switch", json={"model": str(second_onnx), "gallery": str(migrated)},
                             headers=AUTH, timeout=120)
         switched.set()
@@ -85,7 +87,8 @@ def test_a_switch_under_load_drops_no_request_and_then_answers_from_the_new_mode
         assert info["model_sha256"] == hashlib.sha256(second_onnx.read_bytes()).hexdigest() == answer.json()["model_sha256"]
         assert _embedding(server, query_image) != pytest.approx(before, abs=1e-3)
         with capsys.disabled():
-            print(f"\nhot switch under load: {counts['ok']} searches answered, {counts['failed']} failed, "
+            print(f"\nhot switch under load: {during_migration} searches during the migration, "
+                  f"{counts['ok']} answered in all, {counts['failed']} failed, "
                   f"{counts['after_switch']} after the switch")
     finally:
         server.stop()
