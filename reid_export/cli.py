@@ -89,6 +89,7 @@ def track_bench(
     sequences: Annotated[str, typer.Option(help="Only sequences whose name matches this pattern, e.g. '*FRCNN'.")] = "*",
     handover_threshold: Annotated[Optional[float], typer.Option(parser=number_option("--handover-threshold", high=2), help="Cross-camera hand-over: largest average cosine distance at which tracklets join. Default: chosen per row on --tune-data.")] = None,
     tune_data: Annotated[Optional[Path], typer.Option(help="Sequences of another seed (synth-video --seed 1) on which each row's hand-over threshold is chosen; never the --data ones.")] = None,
+    embedding: Annotated[Optional[str], typer.Option(help="Checkpoint rows embed with: auto (the checkpoint's choice) | neck (BNNeck output, centred; what trackers weigh best, docs/tracking.md) | pooled | both. Exports carry their own.")] = None,
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help=f"Report folder. Default: {RUNS_DIR}/track-bench-<time>.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace the report of an earlier run in --out.")] = False,
     quiet: Quiet = False,
@@ -98,13 +99,13 @@ def track_bench(
     from .bench.tracking import TrackBenchSettings, run_track_bench  # lazy: boxmot and TrackEval, seconds to import
     from .bench.tracking_report import table_lines, write_track_report  # lazy: matplotlib
     from .bench.tracking_trackers import check_trackers  # lazy: with the rest of track-bench
-    from .bench.run import ModelSpec  # lazy: kept out of --help, as for bench
+    from .bench.run import ModelSpec, with_embeddings  # lazy: kept out of --help, as for bench
     from .runtimes import parse_model_spec  # lazy: kept out of --help, as for bench
 
     settings = TrackBenchSettings(trackers=tuple(check_trackers([t.strip() for t in tracker.split(",") if t.strip()])),
                                   det_file=det, sequences=sequences, handover_threshold=handover_threshold,
                                   tune_data=None if tune_data is None else str(tune_data), progress=not quiet)
-    specs = [ModelSpec(*parse_model_spec(spec)) for spec in model or []]
+    specs = with_embeddings([ModelSpec(*parse_model_spec(spec)) for spec in model or []], embedding)
     out = Path(out or _timestamped("track-bench"))
     if (out / "report.json").exists() and not overwrite:
         raise ReidExportError(f"{out / 'report.json'} already exists (an earlier track-bench run); pass --overwrite "

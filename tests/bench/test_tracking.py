@@ -149,3 +149,22 @@ def _cli(*args):
     """The real entry point, as a user runs it."""
     return subprocess.run([sys.executable, "-m", "reid_export.cli", *map(str, args)], capture_output=True, text=True,
                           timeout=600)
+
+
+def test_embedding_option_reaches_the_checkpoint_row(video, tiny_checkpoint, tmp_path):
+    """`--embedding pooled` makes the torch row embed with the pooled feature: it tracks exactly as an ONNX export
+    of that embedding, and unlike one of the BNNeck output (the tiny model's default)."""
+    from reid_export.checkpoint import load_model
+    from reid_export.export.onnx import export_onnx
+    from reid_export.models import with_embedding
+
+    model = load_model(tiny_checkpoint)
+    assert model.config.embedding != "pooled"  # else the option would change nothing here
+    pooled = export_onnx(with_embedding(model, "pooled"), tmp_path / "pooled.onnx")
+    out = tmp_path / "report"
+    result = _cli("track-bench", "--data", video, "--model", tiny_checkpoint, "--model", pooled, "--embedding", "pooled",
+                  "--tracker", "deepocsort", "--handover-threshold", "0.3", "-o", out, "-q")
+    assert result.returncode == 0, result.stderr
+    rows = {r["runtime"]: r for r in json.loads((out / "report.json").read_text())["rows"]}
+    for key in ("HOTA", "IDF1", "IDSW", "xcam_IDF1"):
+        assert rows["torch"][key] == pytest.approx(rows["onnxruntime"][key], abs=1e-6), key
