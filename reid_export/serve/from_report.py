@@ -29,7 +29,7 @@ DEFAULT_MAX_MAP_DROP = 0.5  # points of mAP a served row may lose against the re
 # the command that writes each artefact kind, for the message of a missing file
 _MAKERS = {".onnx": "reid-export onnx", ".xml": "reid-export openvino", ".pt2": "reid-export aot",
            ".engine": "reid-export trt", ".plan": "reid-export trt", ".pt": "reid-export train",
-           ".pth": "reid-export train"}
+           ".pth": "reid-export train", ".pte": "reid-export executorch", ".tflite": "reid-export litert"}
 _LABELS = {"mAP": "ΔmAP", "rank1": "ΔRank-1"}
 _IDENTIFIED = tuple(s for suffixes in KINDS.values() for s in suffixes)  # a gallery is tied to these (sha256)
 
