@@ -34,8 +34,10 @@ __all__ = [
     "EdgeInfo",
     "edge_info",
     "edge_metadata",
+    "has_flatbuffer_id",
     "metadata_json",
     "parse_metadata_json",
+    "read_flatbuffer",
 ]
 
 EDGE_PRECISIONS = ("fp32", "int8")  # what PRECISION_KEY may say in an edge artefact
@@ -84,6 +86,29 @@ def edge_info(meta: dict[str, str], *, path: Path, inputs, outputs, sha256: str,
                     metadata=dict(meta), model=_json(meta.get(MODEL_KEY), source, MODEL_KEY) or {},
                     outputs=tuple(zip(names, dims)), inputs=tuple(inputs), sha256=sha256, size_bytes=size_bytes,
                     extras=dict(extras or {}))
+
+
+def has_flatbuffer_id(data_or_path: bytes | str | Path, prefix: bytes) -> bool:
+    """Whether a flatbuffer (its bytes, or a file) carries a file identifier starting with `prefix` (bytes 4-8:
+    "TFL3" for LiteRT, "ET12"... for ExecuTorch). An unreadable file has none."""
+    if isinstance(data_or_path, bytes):
+        return data_or_path[4:8].startswith(prefix)
+    try:
+        with open(data_or_path, "rb") as f:
+            return f.read(8)[4:8].startswith(prefix)
+    except OSError:
+        return False
+
+
+def read_flatbuffer(path: Path, prefix: bytes, *, missing: str, foreign: str) -> bytes:
+    """The bytes of a flatbuffer file whose identifier starts with `prefix`; a missing file or another format is
+    refused with `path: missing` / `path: foreign` (each naming the command that writes one)."""
+    if not path.is_file():
+        raise ExportError(f"{path}: {missing}")
+    data = path.read_bytes()
+    if not has_flatbuffer_id(data, prefix):
+        raise ExportError(f"{path}: {foreign}")
+    return data
 
 
 def metadata_json(meta: dict[str, str]) -> str:

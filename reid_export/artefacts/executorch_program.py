@@ -17,7 +17,13 @@ from pathlib import Path
 
 from ..errors import ExportError
 from ..files import atomic_path
-from .edge_metadata import EdgeInfo, edge_info, parse_metadata_json
+from .edge_metadata import (
+    EdgeInfo,
+    edge_info,
+    has_flatbuffer_id,
+    parse_metadata_json,
+    read_flatbuffer,
+)
 from .tensorrt_sidecar import file_sha256
 
 __all__ = ["FORWARD_METHOD", "METADATA_METHOD", "is_pte_file", "read_pte_info", "write_pte"]
@@ -46,12 +52,10 @@ def read_pte_info(path: str | Path) -> EdgeInfo:
     )
 
     path = Path(path)
-    if not path.is_file():
-        raise ExportError(f"{path}: no such ExecuTorch program; write one with `reid-export executorch CKPT -o {path}`")
-    data = path.read_bytes()
-    if data[4:6] != _MAGIC:
-        raise ExportError(f"{path}: not an ExecuTorch program (no ET flatbuffer header); export one with "
-                          f"`reid-export executorch CKPT -o {path}`")
+    data = read_flatbuffer(path, _MAGIC,
+                           missing=f"no such ExecuTorch program; write one with `reid-export executorch CKPT -o {path}`",
+                           foreign="not an ExecuTorch program (no ET flatbuffer header); export one with "
+                                   f"`reid-export executorch CKPT -o {path}`")
     try:
         program = deserialize_pte_binary(data).program
     except Exception as e:  # noqa: BLE001 - the serializer's own errors: a truncated or foreign file
@@ -74,11 +78,7 @@ def read_pte_info(path: str | Path) -> EdgeInfo:
 
 def is_pte_file(path: str | Path) -> bool:
     """Whether `path` starts like an ExecuTorch program (what --overwrite may replace)."""
-    try:
-        with open(path, "rb") as f:
-            return f.read(8)[4:6] == _MAGIC
-    except OSError:
-        return False
+    return has_flatbuffer_id(path, _MAGIC)
 
 
 def _dims(tensor) -> tuple[int, ...]:

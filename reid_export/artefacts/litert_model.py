@@ -16,7 +16,14 @@ from pathlib import Path
 
 from ..errors import ExportError
 from ..files import atomic_path
-from .edge_metadata import EdgeInfo, edge_info, metadata_json, parse_metadata_json
+from .edge_metadata import (
+    EdgeInfo,
+    edge_info,
+    has_flatbuffer_id,
+    metadata_json,
+    parse_metadata_json,
+    read_flatbuffer,
+)
 from .tensorrt_sidecar import file_sha256
 
 __all__ = ["METADATA_NAME", "is_tflite_file", "output_order", "read_tflite_info", "tflite_metadata", "write_tflite"]
@@ -73,12 +80,10 @@ def read_tflite_info(path: str | Path) -> EdgeInfo:
     from ai_edge_litert import schema_py_generated as schema  # lazy: the `edge` extra
 
     path = Path(path)
-    if not path.is_file():
-        raise ExportError(f"{path}: no such LiteRT model; write one with `reid-export litert CKPT -o {path}`")
-    data = path.read_bytes()
-    if data[4:8] != _IDENTIFIER:
-        raise ExportError(f"{path}: not a LiteRT/TFLite model (no TFL3 identifier); export one with "
-                          f"`reid-export litert CKPT -o {path}`")
+    data = read_flatbuffer(path, _IDENTIFIER,
+                           missing=f"no such LiteRT model; write one with `reid-export litert CKPT -o {path}`",
+                           foreign="not a LiteRT/TFLite model (no TFL3 identifier); export one with "
+                                   f"`reid-export litert CKPT -o {path}`")
     meta = tflite_metadata(data, source=str(path))
     model = schema.Model.GetRootAs(data, 0)
     graph = model.Subgraphs(0)
@@ -97,11 +102,7 @@ def read_tflite_info(path: str | Path) -> EdgeInfo:
 
 def is_tflite_file(path: str | Path) -> bool:
     """Whether `path` carries the TFLite identifier (what --overwrite may replace)."""
-    try:
-        with open(path, "rb") as f:
-            return f.read(8)[4:8] == _IDENTIFIER
-    except OSError:
-        return False
+    return has_flatbuffer_id(path, _IDENTIFIER)
 
 
 def _output_tensors(model, graph) -> list[int]:
