@@ -98,3 +98,42 @@ def test_imagenet_init_without_network_says_what_to_do(monkeypatch):
         build_model(ModelConfig(arch="resnet18"), init="imagenet")
     with pytest.raises(CheckpointError, match="neither 'random', 'imagenet' nor an existing file"):
         build_model(ModelConfig(arch="resnet18"), init="/no/such/weights.pth")
+
+
+@pytest.mark.parametrize("arch,dim", [("resnet18", 256), ("resnet50", 1024)])
+def test_a_half_width_resnet_keeps_torchvision_names_with_half_the_channels(arch, dim):
+    standard = ReidNet(ModelConfig(arch=arch)).backbone.state_dict()
+    narrow = ReidNet(ModelConfig(arch=arch, base_channels=32, num_classes=5, neck="bnneck")).eval()
+    state = narrow.backbone.state_dict()
+    assert list(state) == list(standard)  # same keys, same order: torchvision's layout
+    conv_keys = [k for k, v in standard.items() if v.ndim == 4]
+    assert all(state[k].shape[0] * 2 == standard[k].shape[0] for k in conv_keys)
+    assert narrow.config.embedding_dim == dim and narrow(torch.randn(2, 3, 64, 32))["logits"].shape == (2, 5)
+    # torchvision's initialisation: Kaiming-normal (fan out) convolutions, unit BN weights
+    stem = state["0.weight"]
+    assert abs(float(stem.std()) - (2 / (stem.shape[0] * 49)) ** 0.5) < 0.02 and bool((state["1.weight"] == 1).all())
+
+
+def test_zero_init_residual_zeroes_the_last_norm_of_every_narrow_block():
+    model = ReidNet(ModelConfig(arch="resnet18", base_channels=32, zero_init_residual=True))
+    blocks = [b for stage in model.backbone[4:8] for b in stage]
+    assert len(blocks) == 8 and all(not b.bn2.weight.detach().any() for b in blocks)
+
+
+@pytest.mark.parametrize("width", [0, 12, 100])
+def test_a_width_that_is_not_a_multiple_of_8_is_refused(width):
+    with pytest.raises(CheckpointError, match="base_channels must be a multiple of 8"):
+        ModelConfig(arch="resnet18", base_channels=width)
+
+
+def test_width_is_a_resnet_option():
+    with pytest.raises(CheckpointError, match="base_channels=32"):
+        ModelConfig(arch="osnet_x0_25", base_channels=32)
+
+
+def test_standard_weights_into_a_narrow_model_say_which_width_to_set(tmp_path):
+    _, seed = _seed_backbone("resnet18")
+    path = tmp_path / "r18.pth"
+    torch.save(seed.state_dict(), path)
+    with pytest.raises(CheckpointError, match=r"64 stem channels.*set base_channels = 64"):
+        build_model(ModelConfig(arch="resnet18", base_channels=32), init=str(path))

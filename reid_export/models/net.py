@@ -69,6 +69,8 @@ class ModelConfig:
     stem_pool: str = "padded"  # one of STEM_POOLS; "ceil" is fast-reid's stem (ResNet only)
     reduction: int = 0  # > 0: a bias-free linear map pooled -> this many dims before the neck (the embedding size)
     fc_dim: int = 0  # > 0: torchreid's fc after pooling, Linear + BN1d + ReLU to this many dims (the embedding size)
+    base_channels: int = 64  # ResNet: channels of the stem and first stage, doubled at each later stage; 64 = the
+    #                          standard ResNet, 32 = half as wide (a quarter of the convolution FLOPs, half the embedding)
 
     def __post_init__(self) -> None:
         if isinstance(self.preprocess, dict):
@@ -93,7 +95,11 @@ class ModelConfig:
         if self.fc_dim < 0 or (self.fc_dim and (self.reduction or self.arch in OSNET_ARCHS)):
             raise CheckpointError(f"fc_dim={self.fc_dim}: a ResNet option (OSNet has its fc inside the backbone) that "
                                   "excludes reduction; set fc_dim = 0, or a positive size with reduction = 0")
-        resnet_only = {"ibn": (self.ibn, False), "stem_pool": (self.stem_pool, "padded"), "pooling": (self.pooling, "avg")}
+        if self.base_channels < 8 or self.base_channels % 8:
+            raise CheckpointError(f"base_channels must be a multiple of 8 (64: the standard ResNet, 32: half as wide), "
+                                  f"got {self.base_channels}")
+        resnet_only = {"ibn": (self.ibn, False), "stem_pool": (self.stem_pool, "padded"), "pooling": (self.pooling, "avg"),
+                       "base_channels": (self.base_channels, 64)}
         changed = [f"{name}={value!r}" for name, (value, default) in resnet_only.items() if value != default]
         if self.arch in OSNET_ARCHS and changed:
             raise CheckpointError(f"{', '.join(changed)}: ResNet options; {self.arch} pools inside its backbone and "
@@ -101,8 +107,15 @@ class ModelConfig:
                                   "(or pick a resnet arch)")
 
     @property
+    def backbone_dim(self) -> int:
+        """Channels of the pooled backbone output (512 for ResNet-18, 2048 for ResNet-50, at width 64)."""
+        if self.arch in OSNET_ARCHS:
+            return ARCHS[self.arch][2]
+        return ARCHS[self.arch][2] * self.base_channels // 64
+
+    @property
     def embedding_dim(self) -> int:
-        return self.fc_dim or self.reduction or ARCHS[self.arch][2]
+        return self.fc_dim or self.reduction or self.backbone_dim
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -139,8 +152,8 @@ class ReidNet(nn.Module):
         self.backbone = (build_osnet(config.arch, zero_init_residual=config.zero_init_residual)
                          if config.arch in OSNET_ARCHS else _torchvision_backbone(config))
         self.pool = build_pool(config.pooling)
-        self.reduce = nn.Linear(ARCHS[config.arch][2], config.reduction, bias=False) if config.reduction else None
-        self.fc = _fc_layer(ARCHS[config.arch][2], config.fc_dim) if config.fc_dim else None
+        self.reduce = nn.Linear(config.backbone_dim, config.reduction, bias=False) if config.reduction else None
+        self.fc = _fc_layer(config.backbone_dim, config.fc_dim) if config.fc_dim else None
         self.import_summary: dict | None = None  # what an importer of foreign weights found (models.foreign)
         dim = config.embedding_dim
         if config.neck == "bnneck":
@@ -239,6 +252,11 @@ def load_backbone_weights(model: ReidNet, state: dict, *, source: str) -> None:
             f"{source}: weights are for {found} but the model is {model.config.arch}; "
             f"pass --arch {found} (or weights for {model.config.arch})"
         )
+    stem = state.get("0.weight")
+    if stem is not None and found not in OSNET_ARCHS and stem.shape[0] != model.config.base_channels:
+        raise CheckpointError(f"{source}: the weights are a {found} with {stem.shape[0]} stem channels, the model has "
+                              f"{model.config.base_channels}; set base_channels = {stem.shape[0]} "
+                              f"(--set base_channels={stem.shape[0]})")
     own = model.backbone.state_dict()
     missing = sorted(set(own) - set(state))
     if missing:
@@ -300,6 +318,8 @@ def _torchvision_backbone(config: ModelConfig) -> nn.Sequential:
     import torchvision
 
     resnet = getattr(torchvision.models, config.arch)(weights=None, zero_init_residual=config.zero_init_residual)
+    if config.base_channels != 64:
+        _set_base_channels(resnet, config)
     if config.last_stride == 1:
         block = resnet.layer4[0]
         strided = block.conv2 if ARCHS[config.arch][1] else block.conv1
@@ -311,6 +331,32 @@ def _torchvision_backbone(config: ModelConfig) -> nn.Sequential:
     if config.stem_pool == "ceil":
         resnet.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)
     return nn.Sequential(*(getattr(resnet, name) for name in _TV_NAMES))
+
+
+def _set_base_channels(resnet, config: ModelConfig) -> None:
+    """Rebuild a torchvision ResNet's stem and stages at `config.base_channels` (doubling per stage), with the
+    same module names (so the state-dict keys stay torchvision's) and torchvision's initialisation."""
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    blocks, bottleneck, _ = ARCHS[config.arch]
+    block, width = (Bottleneck if bottleneck else BasicBlock), config.base_channels
+    resnet.inplanes = width
+    resnet.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+    resnet.bn1 = nn.BatchNorm2d(width)
+    for stage, count in enumerate(blocks):
+        setattr(resnet, f"layer{stage + 1}", resnet._make_layer(block, width * 2 ** stage, count,
+                                                                  stride=1 if stage == 0 else 2))
+    for m in resnet.modules():  # torchvision's ResNet initialisation
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    if config.zero_init_residual:  # every block starts as identity
+        for m in resnet.modules():
+            last = getattr(m, "bn3" if bottleneck else "bn2", None) if isinstance(m, block) else None
+            if last is not None:
+                nn.init.zeros_(last.weight)
 
 
 def _fc_layer(in_features: int, out_features: int) -> nn.Sequential:

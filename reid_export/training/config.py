@@ -43,6 +43,7 @@ class TrainConfig:
     data: str = ""  # Market-1501 folder (bounding_box_train/, query/, ...) or course folder (train/, queries/, ...)
     out: str = "runs/reid.pt"  # checkpoint path, rewritten atomically at the end of every epoch
     arch: str = "resnet50"  # backbone, one of model.ARCHS
+    base_channels: int = 64  # ResNet: channels of the stem and first stage, doubled per stage; 64 standard, 32 half as wide
     init: str = "random"  # "random", "imagenet" (downloads torchvision weights) or a path to ResNet weights
     height: int = 128  # input height in pixels; becomes the model's preprocessing contract
     width: int = 64  # input width in pixels; becomes the model's preprocessing contract
@@ -118,7 +119,8 @@ class TrainConfig:
             raise ReidExportError('training config: attributes = "auto" is resolved against the data before the '
                                   "model is built; call config.with_overrides({'attributes': True or False}) first")
         return ModelConfig(
-            arch=self.arch, num_classes=num_classes, neck=self.neck, last_stride=self.last_stride,
+            arch=self.arch, base_channels=self.base_channels, num_classes=num_classes, neck=self.neck,
+            last_stride=self.last_stride,
             zero_init_residual=self.zero_init_residual, attributes=self.attributes, preprocess=self.preprocess,
             embedding="neck" if self.embedding == "auto" else self.embedding,  # "auto": decided after training
         )

@@ -505,7 +505,8 @@ def _epoch_line(metrics: dict, epochs: int) -> str:
 
 
 def _data_line(config: TrainConfig, data: TrainingData, device) -> str:
-    line = (f"recipe {config.recipe}: {config.arch} at {config.height}x{config.width} on {device}, {data.layout} "
+    arch = config.arch + (f" ({config.base_channels} base channels)" if config.base_channels != 64 else "")
+    line = (f"recipe {config.recipe}: {arch} at {config.height}x{config.width} on {device}, {data.layout} "
             f"layout, {len(data.train)} training images of {data.num_train_ids} ids")
     if data.layout == "course" and data.query is not None:
         line += f", {len(data.query)} held-out ids for validation"
