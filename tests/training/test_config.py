@@ -31,6 +31,14 @@ def test_quick_recipe_uses_pk_batches_and_bnneck():
     assert c.warmup_epochs > 0 and c.flip and c.pad_crop
 
 
+def test_the_demo_recipe_is_the_quick_recipe_half_as_wide():
+    """One recipe to tune: the demo's differs from quick.toml only where its header says (width, lr)."""
+    quick, demo = load_recipe("quick").to_dict(), load_recipe("demo").to_dict()
+    differ = {k for k in quick if quick[k] != demo[k]} - {"recipe"}
+    assert differ == {"base_channels", "lr"}, differ
+    assert (quick["base_channels"], demo["base_channels"]) == (64, 32)
+
+
 def test_overrides_apply_and_none_values_are_skipped():
     c = load_recipe("quick", {"epochs": 3, "data": "d", "out": "o.pt", "lr": None, "num-workers": 0})
     assert (c.epochs, c.data, c.out, c.lr, c.num_workers) == (3, "d", "o.pt", 2e-3, 0)
