@@ -13,12 +13,13 @@ step (benchmarks/demo_profile.py times that). Prints the machine's `lscpu` model
 from __future__ import annotations
 
 import argparse
-import subprocess
 import time
 
 import torch
+from demo_profile import _lscpu  # benchmarks/: the machine line the demo profile prints
 
 from reid_export.checkpoint import init_model
+from reid_export.options import parse_sets
 from reid_export.training import load_recipe
 from reid_export.training.loop import _optimizer
 
@@ -59,24 +60,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    model_name = subprocess.run(["sh", "-c", "lscpu | grep 'Model name'"], capture_output=True, text=True).stdout
-    print(f"{model_name.split(':', 1)[-1].strip()}, torch CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+    print(f"{_lscpu()}, torch CPU capability {torch.backends.cpu.get_cpu_capability()}, "
           f"{torch.get_num_threads()} threads, batch {args.batch}, "
           f"{'contiguous' if args.contiguous else 'channels-last'}")
     for variant in args.variant or [""]:
-        overrides = {k: _value(v) for k, v in (kv.split("=", 1) for kv in variant.split(",") if kv)}
+        overrides = parse_sets([kv for kv in variant.split(",") if kv])
         seconds = step_time(args.recipe, overrides, batch=args.batch, steps=args.steps,
                             channels_last=not args.contiguous)
         print(f"{args.recipe} {variant or '(as is)'}: {seconds * 1000:.0f} ms/step, {args.batch / seconds:.1f} img/s")
-
-
-def _value(text: str):
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
 
 
 if __name__ == "__main__":
