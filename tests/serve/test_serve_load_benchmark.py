@@ -31,15 +31,19 @@ def test_the_load_benchmark_reports_every_cell_and_the_model_only_reference(tiny
     ref = report["model_only"][str(tiny_onnx)]
     assert ref["batch1_images_per_sec"] > 0 and ref["batch32_images_per_sec"] > 0 and ref["search_ms"] > 0
     assert ref["batch1_paced_ms"] > 0 and report["settings"]["instances"] == [0]
+    # the call and its search timed together, and the search's own part of that
+    assert ref["search_after_call_ms"] > 0 and ref["batch1_paced_then_search_ms"] > ref["search_after_call_ms"]
     in_process, = report["in_process"]
     assert in_process["requests_per_sec"] > 0 and in_process["concurrency"] == 3
     target, = report["targets"]
     assert target["c1_p50_over_paced_batch1_plus_search"] > 0 and "c32_target_met" not in target
+    assert target["c1_p50_over_paced_batch1_then_search"] > 0
     assert json.loads((tmp_path / "load.json").read_text())["rows"] == report["rows"]
     text = (tmp_path / "load.md").read_text()
     assert "| model | instances | batching | concurrency | req/s | p50 ms | p99 ms | errors | server CPU ms |" in text
     assert f"Load generator: {client}" in text and "after a 2 ms pause" in text and "lscpu model name" in text
     assert "The service without HTTP (same run" in text and "3 callers" in text
+    assert "| search after a call ms | paced call then search ms |" in text and "a paced call then its search" in text
 
 
 @pytest.mark.slow
