@@ -182,6 +182,10 @@ class TrainConfig:
                      "triplet_weight", "margin", "momentum", "center_loss_weight", "attribute_weight"):
             if getattr(self, name) < 0:
                 _fail(f"{name} must not be negative, found {getattr(self, name)}")
+        try:  # the model's own rules for its width (ModelConfig owns them), checked before any data is read
+            ModelConfig(arch=self.arch, base_channels=self.base_channels)
+        except ReidExportError as e:
+            _fail(str(e))
         if not (self.lr > 0 and math.isfinite(self.lr)):
             _fail(f"lr must be a positive number, found {self.lr}")
         if not (self.center_lr > 0 and math.isfinite(self.center_lr)):

@@ -90,6 +90,8 @@ def test_missing_recipe_file_is_an_error(tmp_path):
         ({"k": 0}, r"triplet loss .* needs P x K batches"),
         ({"label_smoothing": 1.0}, r"label_smoothing must be in \[0, 1\)"),
         ({"epochs": 0}, r"epochs must be at least 1"),
+        ({"base_channels": 12}, r"base_channels must be a multiple of 8"),
+        ({"arch": "osnet_x0_25", "base_channels": 32}, r"base_channels=32: ResNet options; osnet_x0_25"),
     ],
 )
 def test_bad_settings_say_what_is_wrong(overrides, message):
