@@ -225,10 +225,25 @@ def available_recipes() -> list[str]:
 
 
 def load_recipe(name_or_path: str | Path, overrides: dict | None = None) -> TrainConfig:
-    """Read a recipe (a name in `train/` or a path to a .toml file) and apply `overrides`."""
+    """Read a recipe (a name in `train/` or a path to a .toml file) and apply `overrides`. A recipe may start
+    from another (`base = "quick"`: a named recipe or a .toml path) and give only what differs."""
     path = _recipe_path(name_or_path)
+    values = _recipe_values(path, chain=())
+    values.setdefault("recipe", path.stem)
+    config = TrainConfig(**values)
+    return config.with_overrides(overrides)
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _recipe_values(path: Path, chain: tuple[Path, ...]) -> dict:
+    """A recipe file's settings on top of those of its `base`, if it names one."""
     import tomllib
 
+    if path.resolve() in chain:
+        raise ReidExportError(f"recipe {path}: its `base` chain comes back to itself "
+                              f"({' -> '.join(p.name for p in (*chain, path.resolve()))}); remove one `base` line")
     try:
         with path.open("rb") as f:
             values = tomllib.load(f)
@@ -238,13 +253,16 @@ def load_recipe(name_or_path: str | Path, overrides: dict | None = None) -> Trai
     if nested:
         raise ReidExportError(f"recipe {path}: expected flat `key = value` lines, found table(s) {nested}; "
                               "remove the [section] headers")
+    base = values.pop("base", None)
     values = _clean_keys(values, source=f"recipe {path}")
-    values.setdefault("recipe", path.stem)
-    config = TrainConfig(**values)
-    return config.with_overrides(overrides)
-
-
-# -- helpers ---------------------------------------------------------------------------------------
+    if base is None:
+        return values
+    if not isinstance(base, str):
+        raise ReidExportError(f"recipe {path}: base must be a recipe name or a .toml path, found {base!r}")
+    relative = base.endswith(".toml") and not Path(base).expanduser().is_absolute()
+    inherited = _recipe_values(_recipe_path(path.parent / base if relative else base), (*chain, path.resolve()))
+    inherited.pop("recipe", None)  # the name is this file's own
+    return inherited | values
 
 
 def _recipe_path(name_or_path: str | Path) -> Path:

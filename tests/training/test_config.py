@@ -39,6 +39,28 @@ def test_the_demo_recipe_is_the_quick_recipe_half_as_wide():
     assert (quick["base_channels"], demo["base_channels"]) == (64, 32)
 
 
+def test_a_recipe_takes_its_base_and_gives_only_what_differs(tmp_path):
+    (tmp_path / "narrow.toml").write_text('base = "quick"\nbase_channels = 16\n')
+    (tmp_path / "narrower.toml").write_text('base = "narrow.toml"\nepochs = 3\n')  # a path: next to this file
+    c = load_recipe(tmp_path / "narrower.toml")
+    quick = load_recipe("quick")
+    assert (c.recipe, c.base_channels, c.epochs) == ("narrower", 16, 3)
+    assert (c.arch, c.lr, c.k, c.neck) == (quick.arch, quick.lr, quick.k, quick.neck)
+
+
+def test_a_base_chain_that_comes_back_or_names_nothing_is_refused(tmp_path):
+    (tmp_path / "a.toml").write_text('base = "b.toml"\n')
+    (tmp_path / "b.toml").write_text('base = "a.toml"\n')
+    with pytest.raises(ReidExportError, match=r"base. chain comes back to itself \(a.toml -> b.toml -> a.toml\)"):
+        load_recipe(tmp_path / "a.toml")
+    (tmp_path / "c.toml").write_text('base = "nosuch"\n')
+    with pytest.raises(ReidExportError, match="unknown recipe 'nosuch'; choose one of"):
+        load_recipe(tmp_path / "c.toml")
+    (tmp_path / "d.toml").write_text("base = 3\n")
+    with pytest.raises(ReidExportError, match="base must be a recipe name or a .toml path, found 3"):
+        load_recipe(tmp_path / "d.toml")
+
+
 def test_overrides_apply_and_none_values_are_skipped():
     c = load_recipe("quick", {"epochs": 3, "data": "d", "out": "o.pt", "lr": None, "num-workers": 0})
     assert (c.epochs, c.data, c.out, c.lr, c.num_workers) == (3, "d", "o.pt", 2e-3, 0)
